@@ -1,0 +1,1 @@
+"""Sub-commands of the ``bonetumor`` CLI; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,144 @@
+"""Run profiles (``smoke``, ``quick``, ``full``) as typed, validated settings read from ``params/<name>.yaml``.
+
+Every table and figure names the profile, data and model width that produced it; :func:`Settings.tag`
+gives that one-line description.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bonetumor import paths
+
+PROFILES = ("smoke", "quick", "full")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSettings(_Strict):
+    source: Literal["phantom", "btxrd"] = "phantom"
+    #: BTXRD folder (source ``btxrd``); for the phantom, where it is written (default ``data/phantom-<profile>``).
+    path: Path | None = None
+    phantom_images: int = Field(200, ge=4)
+    #: Longest side, in pixels, of the phantom radiographs as written to disk.
+    phantom_size: int = Field(512, ge=64)
+    #: Longest side, in pixels, of the images the model sees (originals resized once and cached).
+    image_size: int = Field(512, ge=64)
+    split_kind: Literal["grouped", "centre"] = "grouped"
+    train_fraction: float = Field(0.7, gt=0, lt=1)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self):
+        total = self.train_fraction + self.val_fraction + self.test_fraction
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train/val/test fractions sum to {total}, not 1")
+        return self
+
+
+class ModelSettings(_Strict):
+    backbone: Literal["vgg19", "vgg19_bn"] = "vgg19"
+    #: Channel-width multiplier of the VGG-19 backbone and heads; 1.0 is the paper's network.
+    width: float = Field(1.0, gt=0, le=1)
+    #: ``align`` (RoIAlign, torchvision's default) or ``pool`` (RoI max pooling, the paper's equation 8).
+    roi_op: Literal["align", "pool"] = "align"
+    #: Start from ImageNet weights when they are available (width 1 only).
+    pretrained: bool = True
+    #: Anchor sizes in pixels at the model's input size.
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256)
+    box_detections_per_img: int = 20
+
+
+class TrainSettings(_Strict):
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(4, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = Field(100, ge=0)
+    grad_clip: float | None = 10.0
+    num_workers: int = Field(0, ge=0)
+    augment: bool = True
+    #: bfloat16 autocast on CUDA (ignored on CPU).
+    amp: bool = True
+
+
+class EvalSettings(_Strict):
+    #: Detections below this score are dropped before lesion-level and image-level metrics.
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    mask_threshold: float = Field(0.5, ge=0, le=1)
+    bootstrap: int = Field(1000, ge=0)
+    refine_masks: bool = False
+
+
+class Settings(_Strict):
+    profile: str
+    seed: int = 0
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+    evaluate: EvalSettings = EvalSettings()
+    #: Per-notebook execution timeout for ``make paper``, seconds.
+    notebook_timeout: int = Field(3600, ge=10)
+
+    @property
+    def data_path(self) -> Path:
+        """The dataset folder: the given path, else the profile's phantom folder under ``data/``."""
+        if self.data.path is not None:
+            return Path(self.data.path).expanduser().resolve()
+        if self.data.source == "btxrd":
+            raise ValueError("data.source is 'btxrd' but no data.path was given (make paper DATA=/path/to/BTXRD)")
+        return paths.DATA / f"phantom-{self.profile}-{self.data.phantom_images}-{self.data.phantom_size}px-seed{self.seed}"
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.profile}-{self.data.source}"
+
+    def tag(self) -> str:
+        """One line naming profile, data and model, printed beside every result."""
+        data = "synthetic phantom" if self.data.source == "phantom" else "BTXRD"
+        width = "" if self.model.width == 1 else f", width ×{self.model.width:g}"
+        return (f"profile {self.profile}; data: {data}, {self.data.image_size}px; "
+                f"model: {self.model.backbone} Mask R-CNN{width}, RoI {self.model.roi_op}")
+
+
+def load(profile: str = "quick", overrides: dict | None = None) -> Settings:
+    """Read ``params/<profile>.yaml`` and apply nested ``overrides`` (e.g. ``{"data": {"path": ...}}``)."""
+    file = paths.PARAMS / f"{profile}.yaml"
+    if not file.is_file():
+        raise FileNotFoundError(f"no profile {profile!r}: {file} does not exist (profiles: {', '.join(PROFILES)})")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{file}: not valid YAML: {exc}") from exc
+    raw = _merge(raw, overrides or {})
+    raw.setdefault("profile", profile)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"{file}: {exc}") from exc
+
+
+def default_profile() -> str:
+    """``full`` when CUDA is available, else ``quick`` (the Makefile's rule too)."""
+    import torch
+
+    return "full" if torch.cuda.is_available() else "quick"
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

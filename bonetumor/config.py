@@ -110,8 +110,14 @@ class Settings(_Strict):
                 f"model: {self.model.backbone} Mask R-CNN{width}, RoI {self.model.roi_op}")
 
 
-def load(profile: str = "quick", overrides: dict | None = None) -> Settings:
-    """Read ``params/<profile>.yaml`` and apply nested ``overrides`` (e.g. ``{"data": {"path": ...}}``)."""
+def load(profile: str = "quick", overrides: dict | None = None, data: str | Path | None = None) -> Settings:
+    """Read ``params/<profile>.yaml`` and apply nested ``overrides`` (e.g. ``{"train": {"epochs": 3}}``).
+
+    ``data``, when given (``make paper DATA=...``), is a BTXRD-layout folder: it sets ``data.source`` to
+    ``btxrd`` and ``data.path`` to it. Empty string or ``None`` keeps the profile's phantom.
+    """
+    if data:
+        overrides = _merge(overrides or {}, {"data": {"source": "btxrd", "path": str(data)}})
     file = paths.PARAMS / f"{profile}.yaml"
     if not file.is_file():
         raise FileNotFoundError(f"no profile {profile!r}: {file} does not exist (profiles: {', '.join(PROFILES)})")

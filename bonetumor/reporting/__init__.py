@@ -1,0 +1,1 @@
+"""Tables, figures and provenance written under ``reports/``."""

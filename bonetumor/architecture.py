@@ -84,7 +84,7 @@ def compare_with_paper(measured: pd.DataFrame | None = None) -> pd.DataFrame:
     paper = paper_table1()
     if len(measured) != len(paper):
         raise ValueError(f"Table 1 has {len(measured)} rows here and {len(paper)} in the paper")
-    both = measured.join(paper, rsuffix="_paper")
+    both = measured.join(paper.add_suffix("_paper"))
     same_params = (both["parameters"].fillna(-1) == both["parameters_paper"].fillna(-1))
     both["match"] = (both["layer"] == both["layer_paper"]) & (both["output_shape"] == both["output_shape_paper"]) & same_params
     return both
@@ -104,4 +104,50 @@ def detector_summary(model: nn.Module) -> pd.DataFrame:
     ]
     rows = [{"part": name, "equations": eqs, "parameters": parameter_count(module)} for name, eqs, module in parts]
     rows.append({"part": "total", "equations": "", "parameters": parameter_count(model)})
+    return pd.DataFrame(rows)
+
+
+def trace_detector(model: nn.Module, image: torch.Tensor) -> pd.DataFrame:
+    """Run ``model`` (eval mode) on one ``[3, H, W]`` image and record the output shape of each part, with
+    the paper equation it implements. The box score threshold is set to 0 for the trace, so that the mask
+    branch runs even for an untrained model (whose scores are all low)."""
+    heads = model.roi_heads
+    parts = [
+        ("(5)", "backbone: VGG-19 conv layers", model.backbone),
+        ("(6), (7)", "RPN head: objectness logits, box deltas", model.rpn.head),
+        ("(8)", "RoI pooling for the box branch", heads.box_roi_pool),
+        ("(9), (10)", "box head: two FC layers + ReLU (W_f)", heads.box_head),
+        ("(9), (10), (12)", "box predictor: class logits (W_c), offsets (W_b)", heads.box_predictor),
+        ("(8)", "RoI pooling for the mask branch", heads.mask_roi_pool),
+        ("(11)", "mask head: conv layers", heads.mask_head),
+        ("(11)", "mask predictor: upsampling + per-class mask logits (W_m)", heads.mask_predictor),
+    ]
+    shapes: dict[int, str] = {}
+
+    def describe(output) -> str:
+        if isinstance(output, torch.Tensor):
+            return str(tuple(output.shape))
+        if isinstance(output, dict):
+            return ", ".join(f"{k}: {describe(v)}" for k, v in output.items())
+        if isinstance(output, (list, tuple)):
+            return "[" + "; ".join(describe(v) for v in output) + "]"
+        return type(output).__name__
+
+    handles = [module.register_forward_hook(lambda m, i, o, k=k: shapes.__setitem__(k, describe(o)))
+               for k, (_, _, module) in enumerate(parts)]
+    threshold, heads.score_thresh = heads.score_thresh, 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            detections = model([image])[0]
+    finally:
+        heads.score_thresh = threshold
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    rows = [{"equations": eqs, "part": name, "output shape": shapes.get(k, "not run")}
+            for k, (eqs, name, _) in enumerate(parts)]
+    rows.append({"equations": "(13)", "part": "softmax scores of the kept detections",
+                 "output shape": str(tuple(detections["scores"].shape))})
     return pd.DataFrame(rows)

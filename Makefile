@@ -1,0 +1,59 @@
+# bonetumor: `make paper` regenerates the paper's tables and figures; `make test` checks everything.
+# Both set themselves up (the `env` target) on a fresh clone.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# PROFILE=smoke|quick|full; empty = full when CUDA is available, else quick (decided by `bonetumor paper`).
+PROFILE ?=
+# DATA=/path/to/BTXRD uses the real radiographs; empty = the profile's synthetic phantom.
+DATA ?=
+CLINICAL_CSV ?=
+
+.PHONY: help env paper test pytest nbval lab strip clean distclean
+
+help: ## show this help
+	@echo "bonetumor — reproducible companion to a VGG-19 Mask R-CNN bone-tumour paper"
+	@echo
+	@echo "usage: make TARGET [PROFILE=smoke|quick|full] [DATA=/path/to/BTXRD] [CLINICAL_CSV=file.csv]"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+env: $(STAMP) ## create .venv, install the package and its pinned dependencies, register the Jupyter kernel
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name bonetumor --display-name "Python (bonetumor)"
+	@touch $@
+
+paper: env ## run notebooks/NN_*.ipynb in order (papermill) and regenerate reports/
+	$(BIN)/bonetumor paper $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATA),--data "$(DATA)") \
+		$(if $(CLINICAL_CSV),--clinical-csv "$(CLINICAL_CSV)")
+
+test: pytest nbval ## pytest on the package, then nbval on every notebook (smoke profile)
+
+pytest: env
+	$(BIN)/python -m pytest -q tests
+
+nbval: env
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name bonetumor \
+		--nbval-cell-timeout 600 notebooks
+
+lab: env ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab notebooks
+
+strip: env ## remove outputs from the notebooks in notebooks/ (executed copies live in reports/notebooks/)
+	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
+
+clean: ## remove scratch outputs, smoke-profile data and runs
+	rm -rf build .pytest_cache data/phantom-smoke-* runs/smoke-*
+
+distclean: clean ## also remove .venv, all generated data and all training runs
+	rm -rf $(VENV) data runs

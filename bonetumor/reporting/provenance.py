@@ -1,0 +1,96 @@
+"""``reports/provenance.json``: what produced the reports — code state, software, device, profile, data
+and its content fingerprint, seeds, and the wall time of each notebook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from bonetumor import paths
+from bonetumor.config import Settings
+from bonetumor.io import write_json
+
+PACKAGES = ("bonetumor", "torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "scipy",
+            "pycocotools", "matplotlib", "seaborn", "pillow", "papermill", "nbval", "jupyterlab", "pydantic")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_state() -> dict:
+    """Git commit and whether tracked code differed from it (``reports/`` excluded: a run rewrites it).
+    Taken *before* the notebooks run."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device() -> dict:
+    import torch
+
+    info = {"cpu": _cpu_model(), "cpu_count": __import__("os").cpu_count(), "cuda": torch.cuda.is_available()}
+    if info["cuda"]:
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def data_description(settings: Settings) -> dict:
+    """Data source, folder and content fingerprint (``None`` when the folder does not exist)."""
+    root = settings.data_path
+    entry = {"source": settings.data.source, "synthetic": settings.data.source == "phantom",
+             "path": str(root.relative_to(paths.ROOT)) if root.is_relative_to(paths.ROOT) else str(root),
+             "fingerprint": None}
+    if root.exists():
+        from bonetumor.data.btxrd import fingerprint
+
+        entry["fingerprint"] = fingerprint(root)
+    return entry
+
+
+def write(target: Path, settings: Settings, state: dict, results, started: float) -> Path:
+    """Write the provenance record atomically."""
+    record = {
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "code": state,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "device": device(),
+        "profile": settings.profile,
+        "description": settings.tag(),
+        "settings": settings.model_dump(mode="json"),
+        "data": data_description(settings),
+        "seeds": {"seed": settings.seed},
+        "notebooks": [{"name": r.name, "seconds": r.seconds} for r in results],
+        "total_seconds": round(time.time() - started, 1),
+    }
+    return write_json(target, record)

@@ -1,0 +1,51 @@
+import pytest
+
+from bonetumor import config, paths
+
+
+@pytest.mark.parametrize("profile", config.PROFILES)
+def test_every_profile_loads(profile):
+    settings = config.load(profile)
+    assert settings.profile == profile
+    assert profile in settings.tag()
+
+
+def test_smoke_profile_is_small():
+    smoke, quick = config.load("smoke"), config.load("quick")
+    assert smoke.data.phantom_images < quick.data.phantom_images
+    assert smoke.model.width < 1 and "width" in smoke.tag()
+    assert "synthetic phantom" in smoke.tag()
+
+
+def test_data_path_switches_to_btxrd(tmp_path):
+    settings = config.load("smoke", data=tmp_path)
+    assert settings.data.source == "btxrd" and settings.data_path == tmp_path.resolve()
+    assert "BTXRD" in settings.tag()
+    assert config.load("smoke", data="").data.source == "phantom"
+
+
+def test_phantom_path_names_what_is_in_it():
+    settings = config.load("smoke")
+    assert settings.data_path.parent == paths.DATA
+    assert f"{settings.data.phantom_images}" in settings.data_path.name
+
+
+def test_unknown_key_is_an_error_naming_the_file():
+    with pytest.raises(ValueError, match="smoke.yaml"):
+        config.load("smoke", {"train": {"epochz": 3}})
+
+
+def test_fractions_must_sum_to_one():
+    with pytest.raises(ValueError, match="sum to"):
+        config.load("smoke", {"data": {"train_fraction": 0.9}})
+
+
+def test_missing_profile_names_the_file():
+    with pytest.raises(FileNotFoundError, match="nosuch.yaml"):
+        config.load("nosuch")
+
+
+def test_btxrd_without_path_is_a_clear_error():
+    settings = config.load("smoke", {"data": {"source": "btxrd"}})
+    with pytest.raises(ValueError, match="DATA="):
+        settings.data_path

@@ -73,10 +73,11 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) 
 
 
 def run_paper(profile: str | None = None, data: str | None = None, reports: Path = paths.REPORTS,
-              notebooks: list[Path] | None = None, clinical_csv: str | None = None, stream=sys.stdout) -> list[NotebookResult]:
+              notebooks: list[Path] | None = None, clinical_csv: str | None = None, stream=None) -> list[NotebookResult]:
     """Run every notebook in order for ``profile`` (default: ``full`` with CUDA, else ``quick``) and write
     ``<reports>/provenance.json``. Raises :class:`NotebookFailed` at the first failing notebook."""
     profile = profile or config.default_profile()
+    stream = stream or sys.stdout
     settings = config.load(profile, data=data)
     notebooks = notebooks or ordered_notebooks()
     reports = Path(reports).resolve()

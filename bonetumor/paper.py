@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bonetumor import config, paths
-from bonetumor.reporting import provenance
+from bonetumor.reporting import provenance, summary
 
 KERNEL = "bonetumor"
 LOGS = paths.ROOT / "build" / "logs"
@@ -99,4 +99,5 @@ def run_paper(profile: str | None = None, data: str | None = None, reports: Path
         results.append(NotebookResult(notebook.stem, round(seconds, 1)))
         print(f"ok ({seconds:.1f} s)", file=stream, flush=True)
     provenance.write(reports / "provenance.json", settings, state, results, started)
+    summary.write_readme(reports)
     return results

@@ -1,0 +1,140 @@
+"""Figures 4–7 of the paper, drawn from saved results only (never by retraining), each written as PNG and
+PDF with deterministic metadata. Every caption names the data and the profile.
+
+Computation lives elsewhere (``bonetumor.evaluate``, ``bonetumor.train``); these functions only draw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from bonetumor.io import atomic_path  # noqa: E402
+
+CLASS_COLOURS = {"benign": "#1b9e77", "malignant": "#d95f02"}
+LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+
+
+def style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    plt.rcParams.update({"svg.hashsalt": "bonetumor", "pdf.compression": 6, "figure.dpi": 100})
+
+
+def save_figure(fig: plt.Figure, reports: Path, name: str, caption: str) -> dict[str, Path]:
+    """``<reports>/figures/<name>.png`` and ``.pdf`` (no timestamps, no software tag: reruns are
+    byte-stable), and the caption beside them as ``<name>.txt``."""
+    folder = Path(reports) / "figures"
+    out = {}
+    for ext, metadata in (("png", {"Software": None}),
+                          ("pdf", {"Creator": None, "Producer": None, "CreationDate": None})):
+        target = folder / f"{name}.{ext}"
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
+        out[ext] = target
+    with atomic_path(folder / f"{name}.txt") as tmp:
+        tmp.write_text(caption + "\n", encoding="utf-8")
+    out["caption"] = folder / f"{name}.txt"
+    plt.close(fig)
+    return out
+
+
+def _outline(ax, mask: np.ndarray, colour: str, **kw) -> None:
+    if mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.2, **kw)
+
+
+def _show(ax, image: np.ndarray, title: str) -> None:
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+
+
+def figure4(image: np.ndarray, preprocessed: np.ndarray, predicted_mask: np.ndarray, truth_mask: np.ndarray,
+            caption: str) -> plt.Figure:
+    """Figure 4: (a) input radiograph, (b) preprocessed, (c) predicted mask over the image with the ground
+    truth outlined. Images are 2-D floats in [0, 1]; masks 2-D booleans."""
+    style()
+    fig, axes = plt.subplots(1, 3, figsize=(10, 4))
+    _show(axes[0], image, "(a) input radiograph")
+    _show(axes[1], preprocessed, "(b) preprocessed")
+    _show(axes[2], image, "(c) predicted mask, ground truth outlined")
+    overlay = np.zeros((*predicted_mask.shape, 4))
+    overlay[predicted_mask.astype(bool)] = (1.0, 0.2, 0.2, 0.45)
+    axes[2].imshow(overlay)
+    _outline(axes[2], truth_mask, "#ffd400")
+    fig.suptitle(caption, fontsize=8, y=0.02, va="bottom", wrap=True)
+    return fig
+
+
+def figure5(cases: list[dict], caption: str) -> plt.Figure:
+    """Figure 5: classification examples. Each case: ``image`` (2-D float), ``truth`` (class name),
+    ``detections`` (list of ``{"box", "label", "score", "mask"}``, best first), ``title``."""
+    style()
+    fig, axes = plt.subplots(1, len(cases), figsize=(4.5 * len(cases), 4.8), squeeze=False)
+    for ax, case in zip(axes[0], cases):
+        _show(ax, case["image"], case["title"])
+        for det in case["detections"]:
+            x0, y0, x1, y1 = det["box"]
+            colour = CLASS_COLOURS.get(det["label"], "white")
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5))
+            ax.text(x0, max(y0 - 3, 0), f"{det['label']} {det['score']:.2f}", color="white", fontsize=8,
+                    va="bottom", bbox={"facecolor": colour, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+            if det.get("mask") is not None:
+                _outline(ax, det["mask"], colour, linestyles="dashed")
+        if not case["detections"]:
+            ax.text(0.5, 0.05, "no detection above threshold", color="white", ha="center",
+                    transform=ax.transAxes, fontsize=8)
+    fig.suptitle(caption, fontsize=8, y=0.01, va="bottom", wrap=True)
+    return fig
+
+
+def figure6(history: pd.DataFrame, caption: str) -> plt.Figure:
+    """Figure 6: per-epoch training losses (each Mask R-CNN term and the total) and validation mask MSE."""
+    style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    terms = [t for t in LOSS_TERMS if t in history]
+    long = history.melt(id_vars="epoch", value_vars=terms + (["loss"] if "loss" in history else []),
+                        var_name="term", value_name="value")
+    sns.lineplot(data=long, x="epoch", y="value", hue="term", marker="o", ax=left)
+    left.set(title="training losses", ylabel="loss (epoch mean)", yscale="log")
+    left.legend(fontsize=7)
+    if "val_mask_mse" in history and history["val_mask_mse"].notna().any():
+        sns.lineplot(data=history, x="epoch", y="val_mask_mse", marker="o", ax=right, color="#7570b3")
+        right.set(title="validation mask MSE (paper Fig. 6)", ylabel="pixel MSE")
+    else:
+        right.text(0.5, 0.5, "no validation split", ha="center", transform=right.transAxes)
+    fig.suptitle(caption, fontsize=8, y=-0.02, va="top", wrap=True)
+    return fig
+
+
+def figure7(table: pd.DataFrame, caption: str) -> plt.Figure:
+    """Figure 7: accuracy, precision, recall and F1 — the paper's "Proposed" row as reported beside the rows
+    measured here, with 95 % bootstrap intervals as error bars. ``table`` is long: ``row, metric, value,
+    ci_low, ci_high`` in percent (``ci_*`` NaN for reported numbers)."""
+    style()
+    rows = list(dict.fromkeys(table["row"]))
+    metrics = list(dict.fromkeys(table["metric"]))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    width = 0.8 / len(rows)
+    palette = sns.color_palette("colorblind", len(rows))
+    x = np.arange(len(metrics))
+    for i, row in enumerate(rows):
+        part = table[table["row"] == row].set_index("metric").reindex(metrics)
+        err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
+        has_ci = np.isfinite(err).all()
+        hatch = "//" if "as reported" in row else None
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, part["value"], width, label=row, color=palette[i],
+               hatch=hatch, edgecolor="black", linewidth=0.5, yerr=err if has_ci else None, capsize=3)
+    ax.set_xticks(x, metrics)
+    ax.set(ylabel="%", ylim=(0, 105))
+    ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(caption, fontsize=8, y=-0.02, va="top", wrap=True)
+    return fig

@@ -1,0 +1,51 @@
+"""Table 2 of the paper, regenerated honestly: the paper's rows *as reported* (with whether each figure could
+be traced to the cited work, ``shared/DATASETS.md`` section 3) beside the rows *measured here*."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bonetumor import paths
+
+PAPER_TABLE2 = paths.RESOURCES / "table2_paper.csv"
+METRICS = ("accuracy", "precision", "recall", "f1")
+TASKS = {"tumour_vs_normal": "tumour vs normal (per image)",
+         "benign_vs_malignant": "benign vs malignant (per tumour image)"}
+
+
+def paper_rows() -> pd.DataFrame:
+    """The paper's Table 2 as printed (percent), with the traceability columns."""
+    return pd.read_csv(PAPER_TABLE2)
+
+
+def measured_rows(metrics: pd.DataFrame, tag: str) -> pd.DataFrame:
+    """Rows measured here from a long metrics table (``task, metric, value, ci_low, ci_high``; fractions),
+    one per classification task, as "value [low, high]" percent strings plus numeric columns."""
+    rows = []
+    for task, label in TASKS.items():
+        part = metrics[(metrics["task"] == task) & metrics["metric"].isin(METRICS)].set_index("metric")
+        if part.empty:
+            continue
+        row = {"method": "VGG-19 Mask R-CNN (this project)", "task": label, "source": f"measured here: {tag}"}
+        for metric in METRICS:
+            value, low, high = (100 * part.loc[metric, c] for c in ("value", "ci_low", "ci_high"))
+            row[metric] = round(value, 2)
+            row[f"{metric}_ci"] = f"[{low:.1f}, {high:.1f}]"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table2(metrics: pd.DataFrame, tag: str) -> pd.DataFrame:
+    """The full comparison: measured rows first, then the paper's rows marked "as reported"."""
+    paper = paper_rows()
+    paper = paper.assign(method=paper["method"] + " " + paper["reference"].where(paper["reference"] != "this paper", ""),
+                         task="as reported in the paper (task and data not stated per row)",
+                         source="as reported (paper, Table 2)")
+    paper["method"] = paper["method"].str.strip()
+    measured = measured_rows(metrics, tag)
+    columns = ["method", "task", "source", *METRICS, *(f"{m}_ci" for m in METRICS), "traced", "cited_work_reports"]
+    table = pd.concat([measured, paper], ignore_index=True).reindex(columns=columns)
+    return table.rename(columns={"accuracy": "accuracy (%)", "precision": "precision (%)", "recall": "recall (%)",
+                                 "f1": "F1 (%)", "accuracy_ci": "accuracy 95% CI", "precision_ci": "precision 95% CI",
+                                 "recall_ci": "recall 95% CI", "f1_ci": "F1 95% CI",
+                                 "traced": "traced to cited work", "cited_work_reports": "what the cited work reports"})

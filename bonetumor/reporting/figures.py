@@ -101,7 +101,7 @@ def figure6(history: pd.DataFrame, caption: str) -> plt.Figure:
     style()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     terms = [t for t in LOSS_TERMS if t in history]
-    long = history.melt(id_vars="epoch", value_vars=terms + (["loss"] if "loss" in history else []),
+    long = history.melt(id_vars="epoch", value_vars=terms + (["loss_total"] if "loss_total" in history else []),
                         var_name="term", value_name="value")
     sns.lineplot(data=long, x="epoch", y="value", hue="term", marker="o", ax=left)
     left.set(title="training losses", ylabel="loss (epoch mean)", yscale="log")

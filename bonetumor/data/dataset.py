@@ -1,0 +1,221 @@
+"""The torch Dataset: records → ``(image, target)`` in torchvision's detection contract, with paired
+augmentations that move image, boxes and masks together.
+
+Contract (what ``torchvision.models.detection.MaskRCNN`` takes in training):
+
+* ``image``: float32 tensor [3, H, W] in [0, 1] — the grayscale radiograph repeated on three channels;
+* ``target``: ``boxes`` float32 [N, 4] (XYXY, pixels), ``labels`` int64 [N] (1 benign, 2 malignant,
+  :data:`bonetumor.LABEL_TO_ID`), ``masks`` uint8 [N, H, W], ``image_id`` (int), ``area`` float32 [N]
+  (mask pixels), ``iscrowd`` int64 [N] (zeros). A normal image has N = 0, with the same ranks.
+
+Records already point at images at the model's size (the resize cache), so nothing is resized here; a
+file whose size disagrees with its record's ``width``/``height`` is an error (its annotations would not fit).
+Pixels are read in ``__getitem__`` (PIL), so a DataLoader with ``num_workers > 0`` works; use
+:func:`collate_fn` and, for reproducible augmentation, seed with ``torch.manual_seed`` (or the loader's
+``generator``) and pass :func:`seed_worker` as ``worker_init_fn``.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from bonetumor import LABEL_TO_ID
+from bonetumor.preprocess import preprocess_radiograph, read_grayscale
+
+__all__ = ["BoneTumourDataset", "PairedAugment", "collate_fn", "seed_worker", "rasterise_lesion",
+           "boxes_from_masks"]
+
+
+def rasterise_lesion(lesion: dict, height: int, width: int) -> np.ndarray:
+    """uint8 (H, W) mask of one lesion: the union of its polygons (interior and outline filled, PIL's
+    ``ImageDraw.polygon``); a lesion without a usable polygon (fewer than 3 points) is filled as its box."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    drawn = False
+    for poly in lesion.get("polygons") or ():
+        pts = [float(v) for v in poly]
+        if len(pts) >= 6:
+            draw.polygon(list(zip(pts[0::2], pts[1::2])), fill=1, outline=1)
+            drawn = True
+    if not drawn:
+        if lesion.get("box") is None:
+            raise ValueError("lesion has neither a polygon nor a box")
+        x0, y0, x1, y1 = (float(v) for v in lesion["box"])
+        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], fill=1)
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Tight XYXY boxes (float32 [N, 4]) of binary masks [N, H, W]: ``[x_min, y_min, x_max + 1, y_max + 1]``
+    in pixel-edge coordinates (an empty mask gives zeros)."""
+    n = masks.shape[0]
+    out = torch.zeros((n, 4), dtype=torch.float32)
+    for k in range(n):
+        ys, xs = torch.nonzero(masks[k], as_tuple=True)
+        if len(xs):
+            out[k] = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
+    return out
+
+
+class PairedAugment:
+    """Training augmentation applied to image and target together (``torchvision.transforms.v2`` on
+    ``tv_tensors``): horizontal flip (p = ``flip``), a small affine (rotation ±``degrees``, scale
+    ``scale``, translation up to ``translate`` of the size; bilinear for the image, nearest for masks,
+    zero fill) and brightness/contrast jitter (image only).
+
+    After the geometric steps boxes are re-derived from the transformed masks (a rotated rectangle's
+    enclosing box would be loose), and lesions with fewer than ``min_area`` mask pixels left in the image
+    (or, for a lesion smaller than ``2 × min_area``, under half of its pixels) are dropped from boxes,
+    labels and masks together. Randomness comes from torch's global generator, so
+    ``torch.manual_seed`` (and DataLoader worker seeding) makes it reproducible.
+    """
+
+    def __init__(self, flip: float = 0.5, degrees: float = 10.0, scale: tuple[float, float] = (0.9, 1.1),
+                 translate: tuple[float, float] = (0.05, 0.05), brightness: float = 0.2, contrast: float = 0.2,
+                 min_area: int = 16):
+        self.geometric = v2.Compose([
+            v2.RandomHorizontalFlip(p=flip),
+            v2.RandomAffine(degrees=degrees, translate=translate, scale=scale,
+                            interpolation=v2.InterpolationMode.BILINEAR, fill=0),
+        ])
+        self.photometric = v2.ColorJitter(brightness=brightness, contrast=contrast)
+        self.min_area = int(min_area)
+
+    def __call__(self, image: tv_tensors.Image, target: dict) -> tuple[tv_tensors.Image, dict]:
+        before = target["masks"].flatten(1).sum(1).float()
+        image, target = self.geometric(image, target)
+        image = self.photometric(image).clamp_(0.0, 1.0)
+        masks = target["masks"]
+        after = masks.flatten(1).sum(1).float()
+        # a lesion stays if at least min_area pixels (or half of its pixels, for a lesion smaller than that) remain
+        keep = (after >= torch.clamp(before / 2, max=float(self.min_area))) & (after > 0)
+        masks = masks[keep]
+        out = dict(target)
+        out["masks"] = tv_tensors.Mask(masks)
+        out["labels"] = target["labels"][keep]
+        out["boxes"] = tv_tensors.BoundingBoxes(boxes_from_masks(masks), format="XYXY",
+                                                canvas_size=tuple(image.shape[-2:]))
+        return image, out
+
+    def __repr__(self) -> str:
+        return f"PairedAugment({self.geometric}, {self.photometric}, min_area={self.min_area})"
+
+
+class BoneTumourDataset(torch.utils.data.Dataset):
+    """Records → ``(image, target)`` for torchvision's Mask R-CNN (see the module docstring for shapes).
+
+    ``train``: default for ``augment``. ``augment``: ``None`` → :class:`PairedAugment` when ``train``, else
+    none; ``True``/``False`` force it on/off; or any callable ``(tv_tensors.Image [1,H,W], target) →
+    (image, target)`` that keeps ``boxes`` (BoundingBoxes), ``labels`` and ``masks`` (Mask) consistent.
+    ``preprocess``: ``False``; ``True`` → :func:`bonetumor.preprocess.preprocess_radiograph` (the paper's
+    normalisation and denoising, step 1.1) on the grayscale image before augmentation; or a callable
+    ``(H, W) float32 → (H, W) float32 in [0, 1]``.
+
+    Boxes without augmentation are the records' (annotator's rectangles, clipped to the image); masks are
+    the union of each lesion's polygons.
+    """
+
+    def __init__(self, records: Sequence[dict], train: bool = False, augment: bool | Callable | None = None,
+                 preprocess: bool | Callable = False):
+        self.records = list(records)
+        self.train = bool(train)
+        if augment is None:
+            augment = self.train
+        if augment is True:
+            self.augment: Callable | None = PairedAugment()
+        elif augment is False:
+            self.augment = None
+        elif callable(augment):
+            self.augment = augment
+        else:
+            raise TypeError(f"augment must be None, a bool or a callable, not {type(augment).__name__}")
+        if preprocess is True:
+            self.preprocess: Callable | None = preprocess_radiograph
+        elif preprocess is False or preprocess is None:
+            self.preprocess = None
+        elif callable(preprocess):
+            self.preprocess = preprocess
+        else:
+            raise TypeError(f"preprocess must be a bool or a callable, not {type(preprocess).__name__}")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _read(self, rec: dict) -> np.ndarray:
+        gray = read_grayscale(rec["file"])
+        height, width = gray.shape
+        expected = (rec.get("height"), rec.get("width"))
+        if None not in expected and (int(expected[0]), int(expected[1])) != (height, width):
+            raise ValueError(f"{rec['file']} is {width}×{height} px but its record says "
+                             f"{expected[1]}×{expected[0]}: annotations would not match the pixels")
+        return gray
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        rec = self.records[index]
+        gray = self._read(rec)
+        if self.preprocess is not None:
+            gray = np.asarray(self.preprocess(gray), dtype=np.float32)
+        height, width = gray.shape
+        lesions = rec.get("lesions") or []
+        masks = np.zeros((len(lesions), height, width), dtype=np.uint8)
+        boxes = np.zeros((len(lesions), 4), dtype=np.float32)
+        labels = np.zeros(len(lesions), dtype=np.int64)
+        for k, lesion in enumerate(lesions):
+            masks[k] = rasterise_lesion(lesion, height, width)
+            category = lesion.get("category") or rec["label"]
+            labels[k] = LABEL_TO_ID[category]
+            if lesion.get("box") is not None:
+                boxes[k] = np.asarray(lesion["box"], dtype=np.float32)
+            else:
+                boxes[k] = boxes_from_masks(torch.from_numpy(masks[k:k + 1]))[0].numpy()
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+
+        image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None])
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY", canvas_size=(height, width)),
+            "labels": torch.from_numpy(labels),
+            "masks": tv_tensors.Mask(torch.from_numpy(masks)),
+        }
+        if self.augment is not None:
+            image, target = self.augment(image, target)
+
+        masks_t = target["masks"].as_subclass(torch.Tensor).to(torch.uint8)
+        image_t = image.as_subclass(torch.Tensor).to(torch.float32).clamp(0.0, 1.0)
+        image_t = image_t.expand(3, -1, -1).contiguous() if image_t.shape[0] == 1 else image_t
+        n = masks_t.shape[0]
+        return image_t, {
+            "boxes": target["boxes"].as_subclass(torch.Tensor).to(torch.float32).reshape(n, 4),
+            "labels": target["labels"].as_subclass(torch.Tensor).to(torch.int64).reshape(n),
+            "masks": masks_t.reshape(n, *image_t.shape[-2:]),
+            "image_id": int(rec["image_id"]),
+            "area": masks_t.flatten(1).sum(1).to(torch.float32) if n else torch.zeros(0, dtype=torch.float32),
+            "iscrowd": torch.zeros(n, dtype=torch.int64),
+        }
+
+    def __repr__(self) -> str:
+        return (f"BoneTumourDataset({len(self)} images, train={self.train}, augment={self.augment!r}, "
+                f"preprocess={getattr(self.preprocess, '__name__', self.preprocess)!r})")
+
+
+def collate_fn(batch):
+    """Keep images (of possibly different sizes) and targets as tuples: ``(images, targets)``."""
+    return tuple(zip(*batch))
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoader: seed Python's and numpy's generators from the worker's torch seed.
+
+    DataLoader already seeds torch in each worker with ``base_seed + worker_id``, ``base_seed`` drawn from
+    the main process's generator (``torch.manual_seed`` or the loader's ``generator``), so the torch-based
+    augmentation is reproducible; this makes any numpy/``random`` use in custom transforms so too."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)

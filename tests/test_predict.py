@@ -1,0 +1,121 @@
+"""Running a detector on one's own radiographs (bonetumor.predict)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from bonetumor import predict as pr
+from bonetumor.config import ModelSettings
+from bonetumor.model import build_model
+
+SIZE = 64
+
+
+class BoxModel(torch.nn.Module):
+    """One malignant detection at a known box of the (resized) input, mask probability 0.9 inside it; records
+    the inputs it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, images):
+        out = []
+        for img in images:
+            self.inputs.append(img)
+            h, w = img.shape[-2:]
+            masks = torch.zeros(2, 1, h, w)
+            masks[0, 0, 8:24, 16:48] = 0.9
+            out.append({"boxes": torch.tensor([[16.0, 8.0, 48.0, 24.0], [0.0, 0.0, 4.0, 4.0]]),
+                        "labels": torch.tensor([2, 1]), "scores": torch.tensor([0.8, 0.1]), "masks": masks})
+        return out
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "images"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    # grayscale PNG 128×64 (W×H): resized to 64×32, so the model's pixels are 2× the original's
+    Image.fromarray(rng.integers(0, 255, (64, 128), dtype=np.uint8), mode="L").save(d / "knee.png")
+    # colour JPEG 32×64 (W×H): longest side 64 already
+    Image.fromarray(rng.integers(0, 255, (64, 32, 3), dtype=np.uint8), mode="RGB").save(d / "hand.jpg")
+    (d / "broken.png").write_bytes(b"this is not a PNG")
+    (d / "notes.txt").write_text("not an image, not collected")
+    return d
+
+
+def test_predict_images_maps_boxes_back_and_reports_the_bad_file(folder, tmp_path, capsys):
+    model = BoxModel()
+    out = tmp_path / "out"
+    df = pr.predict_images(model, [folder], out, image_size=SIZE, score_threshold=0.5)
+    # overlays for the two readable images, none for the broken one
+    assert sorted(p.name for p in out.glob("*.png")) == ["hand_overlay.png", "knee_overlay.png"]
+    with Image.open(out / "knee_overlay.png") as im:
+        assert im.size == (128, 64) and im.mode == "RGB"
+    # the model saw grey replicated on 3 channels, longest side 64, aspect kept
+    shapes = sorted(tuple(x.shape) for x in model.inputs)
+    assert shapes == [(3, 32, 64), (3, 64, 32)]
+    assert all(torch.equal(x[0], x[1]) and torch.equal(x[0], x[2]) for x in model.inputs)
+    # CSV: written atomically, same content as the frame; the error row names the file
+    csv = pd.read_csv(out / "detections.csv")
+    assert list(csv.columns) == pr.CSV_COLUMNS and len(csv) == len(df) == 3
+    bad = csv[csv["file"].str.endswith("broken.png")]
+    assert len(bad) == 1 and bad["status"].iloc[0].startswith("error: ") and "broken.png" in bad["status"].iloc[0]
+    assert "broken.png" in capsys.readouterr().err
+    assert [f for f, _ in df.attrs["errors"]] == [str(folder / "broken.png")]
+    # knee: model box [16, 8, 48, 24] at half scale → [32, 16, 96, 48] in the original; low-scoring one dropped
+    knee = csv[csv["file"].str.endswith("knee.png")]
+    assert len(knee) == 1 and knee["status"].iloc[0] == "ok" and knee["class"].iloc[0] == "malignant"
+    assert knee[["x0", "y0", "x1", "y1"]].iloc[0].tolist() == [32.0, 16.0, 96.0, 48.0]
+    assert knee["score"].iloc[0] == pytest.approx(0.8)
+    assert abs(int(knee["mask_area"].iloc[0]) - 64 * 32) <= 0.1 * 64 * 32  # 16×32 model px, ×4 in area
+    hand = csv[csv["file"].str.endswith("hand.jpg")]
+    assert hand[["x0", "y0", "x1", "y1"]].iloc[0].tolist() == [16.0, 8.0, 48.0, 24.0]  # not resized
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_image_without_detection_gets_a_row(folder, tmp_path):
+    df = pr.predict_images(BoxModel(), [folder / "knee.png"], tmp_path / "o", image_size=SIZE, score_threshold=0.95)
+    assert df["status"].tolist() == ["no detection"] and (tmp_path / "o" / "knee_overlay.png").is_file()
+
+
+def test_cli_predict_with_a_tiny_untrained_model_exits_non_zero_on_a_bad_file(folder, tmp_path, monkeypatch, capsys):
+    torch.manual_seed(0)
+    model = build_model(ModelSettings(width=0.0625, pretrained=False, anchor_sizes=(16, 32)), image_size=SIZE)
+    fake = types.ModuleType("bonetumor.train")
+    fake.load_model = lambda run_dir, which="best", device="cpu": (
+        model, {"settings": {"data": {"image_size": SIZE}, "evaluate": {"score_threshold": 0.0, "mask_threshold": 0.5}}})
+    monkeypatch.setitem(sys.modules, "bonetumor.train", fake)
+    run = tmp_path / "run"
+    run.mkdir()
+    parser = argparse.ArgumentParser()
+    pr.add_predict_arguments(parser)
+    out = tmp_path / "pred"
+    args = parser.parse_args([str(run), str(folder / "knee.png"), str(folder / "hand.jpg"), str(folder / "broken.png"),
+                              "--out", str(out), "--device", "cpu"])
+    assert pr.cli_predict(args) == 1
+    csv = pd.read_csv(out / "detections.csv")
+    assert csv["status"].str.startswith("error").sum() == 1
+    assert {"knee_overlay.png", "hand_overlay.png"} <= {p.name for p in out.iterdir()}
+    ok = csv[csv["status"] == "ok"]
+    assert len(ok) > 0 and ok["class"].isin(["benign", "malignant"]).all()  # threshold 0: untrained boxes listed
+    assert "2 image(s) processed" in capsys.readouterr().out
+    # all good: status 0
+    args = parser.parse_args([str(run), str(folder / "knee.png"), "--out", str(tmp_path / "pred2"), "--device", "cpu"])
+    assert pr.cli_predict(args) == 0
+
+
+def test_collect_images_keeps_missing_paths_to_report_them(folder, tmp_path):
+    files = pr.collect_images([folder, tmp_path / "missing.png"])
+    assert [f.name for f in files] == ["broken.png", "hand.jpg", "knee.png", "missing.png"]
+    with pytest.raises(ValueError, match="missing.png"):
+        pr.read_image(tmp_path / "missing.png")

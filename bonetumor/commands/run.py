@@ -1,0 +1,126 @@
+"""Sub-commands that run the model: ``train`` (and, added alongside it, ``evaluate`` and ``predict``).
+
+One ``_add_<name>(subparsers)`` function and one ``<name>_command(args) -> int`` handler per sub-command;
+:func:`register` calls every ``_add_*``. Heavy imports (torch, the pipeline) happen inside handlers, so
+``bonetumor --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def register(subparsers) -> None:
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
+    _add_predict(subparsers)
+
+
+# ---- shared options ----------------------------------------------------------------------------------
+
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default=None,
+                        help="run profile: smoke, quick or full (default: full with a GPU, else quick)")
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="BTXRD-layout folder (default: the profile's synthetic phantom)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set train.lr=0.005 --set model.width=0.25 (repeatable)")
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE (e.g. train.lr=0.01), got {item!r}")
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def _settings(args, extra: dict | None = None):
+    from bonetumor import config
+
+    overrides = _parse_overrides(args.overrides)
+    if extra:
+        overrides = config._merge(overrides, extra)
+    return config.load(args.profile or config.default_profile(), overrides=overrides, data=args.data)
+
+
+# ---- train -------------------------------------------------------------------------------------------
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train the VGG-19 Mask R-CNN",
+                              description="Train the VGG-19 Mask R-CNN on the training split; checkpoints, "
+                                          "history.csv, model.safetensors and run.json go to --out.")
+    _add_settings_options(p)
+    p.add_argument("--out", default=None, metavar="RUN",
+                   help="run folder (default: runs/<profile>-<source> under BONETUMOR_RUNS)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last complete epoch (a fresh start if it has none)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the profile's)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    bars = p.add_mutually_exclusive_group()
+    bars.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="tqdm progress bars (default when stderr is a terminal)")
+    bars.add_argument("--no-progress", dest="progress", action="store_false",
+                      help="one line per epoch (default when stderr is not a terminal)")
+    p.set_defaults(handler=train_command)
+
+
+def train_command(args) -> int:
+    from bonetumor import paths, pipeline
+    from bonetumor.train import NonFiniteLossError, train
+
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    settings = _settings(args, {"train": {"epochs": args.epochs}} if args.epochs is not None else None)
+    out = Path(args.out).resolve() if args.out else paths.RUNS / settings.run_name
+    training_data = getattr(pipeline, "training_data", None)
+    if training_data is None:
+        print("bonetumor: error: bonetumor.pipeline.training_data is not available in this version",
+              file=sys.stderr)
+        return 1
+    print(f"training: {settings.tag()} -> {out}", flush=True)
+    train_set, val_set, mean, std = training_data(settings)
+    # per-epoch box AP50 on the validation images (it picks the best epoch), when the pipeline offers it
+    metrics = getattr(pipeline, "validation_metrics", None)
+    try:
+        summary = train(settings, train_set, val_set, out, mean, std, resume=args.resume, device=args.device,
+                        progress=args.progress, val_metrics_fn=metrics(settings) if metrics else None)
+    except NonFiniteLossError as exc:
+        print(f"bonetumor: error: {exc}", file=sys.stderr)
+        return 1
+    best = (f"best epoch {summary['best_epoch']} ({summary['best_metric']} {summary['best_value']:.4g})"
+            if summary["best_epoch"] is not None else "no epoch trained")
+    per_epoch = (f", {summary['seconds_per_epoch']:.1f} s/epoch" if summary["seconds_per_epoch"] else "")
+    print(f"{summary['status']}: {summary['epochs_done']}/{summary['epochs']} epochs on {summary['device']}"
+          f"{per_epoch}; {best}\n  weights {summary['weights']}\n  history {summary['history']}\n"
+          f"  run     {summary['run_json']}", flush=True)
+    return 0
+
+
+# ---- evaluate and predict (arguments and handlers live beside their code) ------------------------------
+
+def _add_evaluate(subparsers) -> None:
+    from bonetumor.evaluate import add_evaluate_arguments, cli_evaluate
+
+    p = subparsers.add_parser("evaluate", help="metrics of a trained run on a split (COCO AP, Dice, "
+                                               "image-level with pseudo-patient bootstrap CIs)")
+    add_evaluate_arguments(p)
+    p.set_defaults(handler=cli_evaluate)
+
+
+def _add_predict(subparsers) -> None:
+    from bonetumor.predict import add_predict_arguments, cli_predict
+
+    p = subparsers.add_parser("predict", help="detect tumours in your own radiographs: overlay PNGs + detections.csv")
+    add_predict_arguments(p)
+    p.set_defaults(handler=cli_predict)

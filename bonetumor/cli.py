@@ -14,7 +14,8 @@ GROUPS = ("architecture", "data", "run", "paper")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bonetumor", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bonetumor", description="bonetumor: the notebooks' work without notebooks "
+                                     "(data, architecture, train, evaluate, predict, paper).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         try:

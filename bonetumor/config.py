@@ -54,6 +54,12 @@ class ModelSettings(_Strict):
     #: Anchor sizes in pixels at the model's input size.
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256)
     box_detections_per_img: int = 20
+    #: Proposals kept after NMS per image in training / at inference (torchvision: 2000 / 1000). Fewer make
+    #: the RoI heads — the cost of Mask R-CNN, not the backbone — cheaper on a CPU.
+    rpn_proposals_train: int = Field(2000, ge=16)
+    rpn_proposals_test: int = Field(1000, ge=16)
+    #: RoIs sampled per image to train the box head (torchvision: 512).
+    box_batch_size_per_image: int = Field(512, ge=16)
 
 
 class TrainSettings(_Strict):

@@ -896,29 +896,56 @@ def _load_split(settings, split: str):
     return records, BoneTumourDataset(records, train=False)
 
 
+def cached_predictions(run_dir: Path, settings, split: str, dataset, which: str = "best", mask_threshold: float = 0.5,
+                       device=None, recompute: bool = False) -> tuple[list[dict], Path]:
+    """The predictions of a trained run on one split, computed once and saved as
+    ``<run_dir>/predictions-<split>.json``.
+
+    Saved predictions are reused only when their ``meta`` names the same run, split, checkpoint, data folder
+    and mask threshold and they are newer than the weights; otherwise (or with ``recompute``) the run's
+    model predicts again and the file is replaced. Both ``bonetumor evaluate`` and the notebooks use this."""
+    import sys
+
+    from bonetumor.train import load_model
+
+    run_dir = Path(run_dir)
+    pred_file = run_dir / f"predictions-{split}.json"
+    model, run_info = load_model(run_dir, which=which, device="cpu")
+    wanted = {"run": run_dir.name, "split": split, "checkpoint": which, "data": str(settings.data_path),
+              "mask_threshold": mask_threshold}
+    if pred_file.is_file() and not recompute:
+        saved, meta = load_predictions(pred_file)
+        stale = {k: (meta.get(k), v) for k, v in wanted.items() if meta.get(k) != v}
+        weights = Path(run_info["weights"]) if run_info.get("weights") else None
+        if weights is not None and weights.is_file() and weights.stat().st_mtime > pred_file.stat().st_mtime:
+            stale["weights"] = "newer than the predictions"
+        if not stale:
+            print(f"bonetumor: using saved predictions {pred_file} (--recompute to predict again)", file=sys.stderr)
+            return saved, pred_file
+        print(f"bonetumor: saved predictions {pred_file} were made with other settings {stale}; predicting again",
+              file=sys.stderr)
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    preds = predict(model, dataset, device, mask_threshold=mask_threshold)
+    save_predictions(preds, pred_file, {"settings": settings.tag(), **wanted})
+    return preds, pred_file
+
+
 def cli_evaluate(args, load_split: Callable | None = None) -> int:
     """Handler of ``bonetumor evaluate``: predictions of ``RUN`` on ``--split`` (loaded from
     ``RUN/predictions-<split>.json`` when present, else predicted with the run's model and saved there),
-    then :func:`evaluate_predictions`; writes ``RUN/metrics-<split>.json`` and prints the metrics.
-
-    Saved predictions are reused only when their ``meta`` names the same run, split, checkpoint, data folder
-    and mask threshold and they are newer than the weights; otherwise (or with ``--recompute``) the model
-    predicts again and the file is replaced.
+    then :func:`evaluate_predictions`; writes ``RUN/metrics-<split>.json`` and prints the metrics. Saved
+    predictions are reused as :func:`cached_predictions` says.
 
     ``load_split(settings, split) -> (records, dataset)`` gives the split's records (in the frame the model
     saw) and its evaluation Dataset (no augmentation); default :func:`_load_split`, the pipeline's split —
     the very split the run was trained with."""
-    import sys
-
     from bonetumor import config
     from bonetumor.io import write_json
 
     run_dir = resolve_run(args.run)
-    pred_file = run_dir / f"predictions-{args.split}.json"
-    from bonetumor.train import load_model
-
-    model, run_info = load_model(run_dir, which=args.which, device="cpu")
-    settings = config.Settings.model_validate(run_info["settings"])
+    settings = config.Settings.model_validate(json.loads((run_dir / "run.json").read_text())["settings"])
     if args.data:
         data = settings.data.model_copy(update={"source": "btxrd", "path": Path(args.data).expanduser().resolve()})
         settings = settings.model_copy(update={"data": data})
@@ -928,28 +955,9 @@ def cli_evaluate(args, load_split: Callable | None = None) -> int:
 
     records, dataset = (load_split or _load_split)(settings, args.split)
 
-    wanted = {"run": run_dir.name, "split": args.split, "checkpoint": args.which, "data": str(settings.data_path),
-              "mask_threshold": eval_settings.mask_threshold}
-    preds = None
-    if pred_file.is_file() and not args.recompute:
-        saved, meta = load_predictions(pred_file)
-        stale = {k: (meta.get(k), v) for k, v in wanted.items() if meta.get(k) != v}
-        weights = Path(run_info.get("weights", "")) if run_info.get("weights") else None
-        if weights is not None and weights.is_file() and weights.stat().st_mtime > pred_file.stat().st_mtime:
-            stale["weights"] = "newer than the predictions"
-        if stale:
-            print(f"bonetumor: saved predictions {pred_file} were made with other settings {stale}; predicting again",
-                  file=sys.stderr)
-        else:
-            preds = saved
-            print(f"bonetumor: using saved predictions {pred_file} (--recompute to predict again)", file=sys.stderr)
-    if preds is None:
-        import torch
-
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        preds = predict(model, dataset, device, mask_threshold=eval_settings.mask_threshold)
-        meta = {"settings": settings.tag(), **wanted, "score_threshold": eval_settings.score_threshold}
-        save_predictions(preds, pred_file, meta)
+    preds, pred_file = cached_predictions(run_dir, settings, args.split, dataset, which=args.which,
+                                          mask_threshold=eval_settings.mask_threshold, device=args.device,
+                                          recompute=args.recompute)
 
     result = evaluate_predictions(preds, records, eval_settings, seed=args.seed)
     result["meta"] = {"settings": settings.tag(), "run": run_dir.name, "split": args.split,

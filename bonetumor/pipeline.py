@@ -130,23 +130,16 @@ def _comparable(settings: dict) -> dict:
 def ensure_predictions(settings: Settings, split: str = "test", prepared: Prepared | None = None,
                        device=None) -> Path:
     """``runs/<run>/predictions-<split>.json``: the best model's predictions on one split, computed once
-    (recomputed when the model is newer than the file)."""
-    from bonetumor import evaluate, train
+    (see :func:`bonetumor.evaluate.cached_predictions`, which ``bonetumor evaluate`` uses too)."""
+    from bonetumor import evaluate
     from bonetumor.data.dataset import BoneTumourDataset
 
     folder = ensure_trained(settings, prepared, device=device)
-    target = folder / f"predictions-{split}.json"
-    weights = folder / "best.pt"
-    if target.is_file() and (not weights.exists() or target.stat().st_mtime >= weights.stat().st_mtime):
-        return target
     prepared = prepared or prepare(settings)
-    model, run_info = train.load_model(folder, which="best", device=device or "cpu")
     dataset = BoneTumourDataset(prepared.splits[split], train=False)
-    preds = evaluate.predict(model, dataset, device=device or "cpu", mask_threshold=settings.evaluate.mask_threshold,
-                             progress=True)
-    evaluate.save_predictions(preds, target, meta={"run": folder.name, "split": split, "description": settings.tag(),
-                                                   "mask_threshold": settings.evaluate.mask_threshold})
-    return target
+    _, path = evaluate.cached_predictions(folder, settings, split, dataset, which="best",
+                                          mask_threshold=settings.evaluate.mask_threshold, device=device)
+    return path
 
 
 def ensure_metrics(settings: Settings, split: str = "test", prepared: Prepared | None = None) -> dict:

@@ -424,6 +424,7 @@ def test_cli_evaluate_predicts_once_then_reuses(tmp_path, monkeypatch, capsys):
                                                                    {"settings": settings.model_dump(mode="json"),
                                                                     "weights": str(tmp_path / "model.safetensors")})
     monkeypatch.setitem(sys.modules, "bonetumor.train", fake)
+    (tmp_path / "run.json").write_text(json.dumps({"settings": settings.model_dump(mode="json")}))
     records = [record(1, "malignant", [("malignant", (10, 10, 30, 30))], width=48), record(2, "normal", width=48)]
     load_split = lambda s, split: (records, tiny_dataset(n=2))  # noqa: E731
     parser = argparse.ArgumentParser()

@@ -55,7 +55,7 @@ def test_clinical_calls_load_clinical(tmp_path, capsys, monkeypatch):
         seen.append(path)
         return pd.DataFrame({"Patient ID": ["STS_001"], "Sex": ["Female"]}), ["row 1: something odd"]
 
-    monkeypatch.setitem(sys.modules, "bonetumor.data.clinical", types.SimpleNamespace(load_clinical=load_clinical))
+    monkeypatch.setattr("bonetumor.data.clinical.load_clinical", load_clinical)
     assert cli.main(["data", "clinical", str(tmp_path / "x.csv"), "--json"]) == 0
     assert seen == [str(tmp_path / "x.csv")]
     assert json.loads(capsys.readouterr().out) == {"rows": 1, "columns": ["Patient ID", "Sex"],
@@ -69,7 +69,7 @@ def test_phantom_calls_generate_and_reads_the_result(tmp_path, capsys, monkeypat
         calls.append((out, n_images, seed, size))
         make_dataset(tmp_path, items=CLEAN[:3])  # a stand-in for the phantom: a BTXRD layout under out
 
-    monkeypatch.setitem(sys.modules, "bonetumor.data.phantom", types.SimpleNamespace(generate=generate))
+    monkeypatch.setattr("bonetumor.data.phantom.generate", generate)
     out_dir = str(tmp_path / "BTXRD")
     assert cli.main(["data", "phantom", out_dir, "--images", "3", "--seed", "7", "--size", "96"]) == 0
     assert calls == [(tmp_path / "BTXRD", 3, 7, 96)]

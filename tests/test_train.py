@@ -336,7 +336,7 @@ def test_cli_train(tmp_path, monkeypatch, capsys):
         return Ellipses(4), Ellipses(2, seed=1), MEAN, STD
 
     ap50 = iter([0.0, 0.0])  # a tie, as early in training: the lower validation loss decides
-    monkeypatch.setattr(pipeline, "training_data", training_data, raising=False)
+    monkeypatch.setattr(pipeline, "training_data", training_data)
     monkeypatch.setattr(pipeline, "validation_metrics", lambda settings: lambda model, loader: {"val_ap50": next(ap50)},
                         raising=False)
     out = tmp_path / "cli-run"

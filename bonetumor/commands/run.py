@@ -83,18 +83,11 @@ def train_command(args) -> int:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     settings = _settings(args, {"train": {"epochs": args.epochs}} if args.epochs is not None else None)
     out = Path(args.out).resolve() if args.out else paths.RUNS / settings.run_name
-    training_data = getattr(pipeline, "training_data", None)
-    if training_data is None:
-        print("bonetumor: error: bonetumor.pipeline.training_data is not available in this version",
-              file=sys.stderr)
-        return 1
     print(f"training: {settings.tag()} -> {out}", flush=True)
-    train_set, val_set, mean, std = training_data(settings)
-    # per-epoch box AP50 on the validation images (it picks the best epoch), when the pipeline offers it
-    metrics = getattr(pipeline, "validation_metrics", None)
+    train_set, val_set, mean, std = pipeline.training_data(settings)
     try:
         summary = train(settings, train_set, val_set, out, mean, std, resume=args.resume, device=args.device,
-                        progress=args.progress, val_metrics_fn=metrics(settings) if metrics else None)
+                        progress=args.progress, val_metrics_fn=pipeline.validation_metrics(settings))
     except NonFiniteLossError as exc:
         print(f"bonetumor: error: {exc}", file=sys.stderr)
         return 1

@@ -54,6 +54,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from bonetumor import paths
+from bonetumor.data.layout import (BENIGN_SUBTYPES, MALIGNANT_SUBTYPES, REGION_COLUMNS,  # noqa: F401
+                                   SHEET_COLUMNS, SITE_COLUMNS, SUBTYPE_CLASS, VIEW_COLUMNS)
+from bonetumor.data.layout import SUBTYPES as SUBTYPE_COLUMNS
 from bonetumor.io import atomic_path, sha256_file, write_json
 
 #: The dataset's figshare article (doi 10.6084/m9.figshare.27865398). Its ``ndownloader/articles/...`` link
@@ -65,18 +68,6 @@ FIGSHARE_MD5 = "59132a5036d030580ccade8add8f13df"
 #: Name the download is saved under in ``dest`` (not ``BTXRD.zip``: a wrapping zip may hold a ``BTXRD.zip``).
 DOWNLOAD_NAME = "BTXRD-download.zip"
 
-SITE_COLUMNS = ("hand", "ulna", "radius", "humerus", "foot", "tibia", "fibula", "femur", "hip bone", "ankle-joint",
-                "knee-joint", "hip-joint", "wrist-joint", "elbow-joint", "shoulder-joint")
-BENIGN_SUBTYPES = ("osteochondroma", "multiple osteochondromas", "simple bone cyst", "giant cell tumor",
-                   "osteofibroma", "synovial osteochondroma", "other bt")
-MALIGNANT_SUBTYPES = ("osteosarcoma", "other mt")
-SUBTYPE_COLUMNS = BENIGN_SUBTYPES + MALIGNANT_SUBTYPES
-SUBTYPE_CLASS = {**{s: "benign" for s in BENIGN_SUBTYPES}, **{s: "malignant" for s in MALIGNANT_SUBTYPES}}
-REGION_COLUMNS = ("upper limb", "lower limb", "pelvis")
-VIEW_COLUMNS = ("frontal", "lateral", "oblique")
-#: The 37 columns of ``dataset.xlsx``, in order (names compared case- and space-insensitively).
-SHEET_COLUMNS = (("image_id", "center", "age", "gender") + SITE_COLUMNS + ("tumor", "benign", "malignant")
-                 + SUBTYPE_COLUMNS + REGION_COLUMNS + VIEW_COLUMNS)
 SHEET_NAMES = ("dataset.xlsx", "dataset.csv")
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp")
 CLASS_NAMES = ("normal", "benign", "malignant")

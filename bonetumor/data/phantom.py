@@ -79,22 +79,14 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from bonetumor.data.layout import (BENIGN_SUBTYPES, MALIGNANT_SUBTYPES, SHEET_COLUMNS,  # noqa: F401
+                                   SITE_COLUMNS, SUBTYPE_CLASS, SUBTYPES, VIEW_COLUMNS)
+from bonetumor.data.layout import REGION_COLUMNS as LIMB_COLUMNS
+
 __all__ = ["generate", "cli", "plan", "render", "SHEET_COLUMNS", "SUBTYPES", "DEFAULT_PROPORTIONS"]
 
 VERSION = "1"
 LABELME_VERSION = "5.4.1"
-SITE_COLUMNS = ("hand", "ulna", "radius", "humerus", "foot", "tibia", "fibula", "femur", "hip bone", "ankle-joint",
-                "knee-joint", "hip-joint", "wrist-joint", "elbow-joint", "shoulder-joint")
-BENIGN_SUBTYPES = ("osteochondroma", "multiple osteochondromas", "simple bone cyst", "giant cell tumor",
-                   "osteofibroma", "synovial osteochondroma", "other bt")
-MALIGNANT_SUBTYPES = ("osteosarcoma", "other mt")
-SUBTYPES = BENIGN_SUBTYPES + MALIGNANT_SUBTYPES
-SUBTYPE_CLASS = {**{s: "benign" for s in BENIGN_SUBTYPES}, **{s: "malignant" for s in MALIGNANT_SUBTYPES}}
-LIMB_COLUMNS = ("upper limb", "lower limb", "pelvis")
-VIEW_COLUMNS = ("frontal", "lateral", "oblique")
-SHEET_COLUMNS = (("image_id", "center", "age", "gender") + SITE_COLUMNS + ("tumor", "benign", "malignant")
-                 + SUBTYPES + LIMB_COLUMNS + VIEW_COLUMNS)
-assert len(SHEET_COLUMNS) == 37
 
 #: BTXRD's class balance (1,879 normal, 1,525 benign, 342 malignant of 3,746).
 DEFAULT_PROPORTIONS = {"normal": 0.50, "benign": 0.41, "malignant": 0.09}

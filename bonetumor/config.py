@@ -58,6 +58,9 @@ class ModelSettings(_Strict):
     #: the RoI heads — the cost of Mask R-CNN, not the backbone — cheaper on a CPU.
     rpn_proposals_train: int = Field(2000, ge=16)
     rpn_proposals_test: int = Field(1000, ge=16)
+    #: IoU from which an anchor counts as a lesion for the RPN (torchvision: 0.7). Lower suits lesions only a
+    #: few stride-16 cells wide, which few anchors overlap that well.
+    rpn_fg_iou_thresh: float = Field(0.7, gt=0.3, le=1)
     #: RoIs sampled per image to train the box head (torchvision: 512).
     box_batch_size_per_image: int = Field(512, ge=16)
 

@@ -534,7 +534,6 @@ def test_coco_export_loads_in_pycocotools(clean, tmp_path):
 
 def test_coco_polygons_masks_polygons_keep_iou(clean, tmp_path):
     from pycocotools.coco import COCO
-    from skimage.measure import approximate_polygon, find_contours
 
     records, _ = btxrd.read_dataset(clean)
     coco = COCO(str(btxrd.write_coco(records, tmp_path / "coco.json")))
@@ -542,9 +541,8 @@ def test_coco_polygons_masks_polygons_keep_iou(clean, tmp_path):
     for ann in coco.loadAnns(coco.getAnnIds()):
         img = coco.loadImgs(ann["image_id"])[0]
         mask = coco.annToMask(ann).astype(bool)
-        contours = find_contours(np.pad(mask, 1).astype(float), 0.5)
-        polygons = [approximate_polygon(c - 1, tolerance=0.5)[:, ::-1].reshape(-1).tolist() for c in contours]
-        back = dict(ann, segmentation=[p for p in polygons if len(p) >= 6])
+        polygons = btxrd.mask_to_polygons(mask)
+        back = dict(ann, segmentation=polygons)
         mask2 = coco.annToMask(back).astype(bool)
         assert mask.shape == (img["height"], img["width"])
         iou = (mask & mask2).sum() / (mask | mask2).sum()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bonetumor.data import phantom
+from bonetumor.data import layout, phantom
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -47,7 +47,7 @@ def test_layout_and_sheet_columns(small):
     assert (df[list(phantom.SUBTYPES)].sum(axis=1) == df["tumor"]).all()
     assert (df[list(phantom.BENIGN_SUBTYPES)].sum(axis=1) == df["benign"]).all()
     assert (df[list(phantom.VIEW_COLUMNS)].sum(axis=1) == 1).all()
-    assert (df[list(phantom.LIMB_COLUMNS)].sum(axis=1) == 1).all()
+    assert (df[list(layout.REGION_COLUMNS)].sum(axis=1) == 1).all()
     bones = ["ulna", "radius", "humerus", "tibia", "fibula", "femur"]
     assert (df[bones].sum(axis=1) == 1).all()
     assert ((df[["ulna", "radius", "humerus"]].sum(axis=1) == 1) == (df["upper limb"] == 1)).all()
@@ -62,7 +62,7 @@ def test_layout_and_sheet_columns(small):
 
 def test_multiview_runs_and_duplicates(small):
     df = _sheet(small)
-    key = df[["center", "age", "gender"] + list(phantom.SITE_COLUMNS) + ["tumor", "benign", "malignant"]]
+    key = df[["center", "age", "gender"] + list(layout.SITE_COLUMNS) + ["tumor", "benign", "malignant"]]
     same_as_prev = (key == key.shift()).all(axis=1)
     runs = (~same_as_prev).cumsum()
     in_multi = runs.map(runs.value_counts()) > 1

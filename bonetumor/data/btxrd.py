@@ -54,8 +54,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from bonetumor import paths
-from bonetumor.data.layout import (BENIGN_SUBTYPES, MALIGNANT_SUBTYPES, REGION_COLUMNS,  # noqa: F401
-                                   SHEET_COLUMNS, SITE_COLUMNS, SUBTYPE_CLASS, VIEW_COLUMNS)
+from bonetumor.data.layout import SHEET_COLUMNS, SITE_COLUMNS, SUBTYPE_CLASS, VIEW_COLUMNS
 from bonetumor.data.layout import SUBTYPES as SUBTYPE_COLUMNS
 from bonetumor.io import atomic_path, sha256_file, write_json
 
@@ -648,6 +647,18 @@ def _lesion(lesion: dict, row: dict, report) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ COCO
+
+def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.5) -> list[list[float]]:
+    """Outline polygons (COCO's flat ``[x0, y0, x1, y1, ...]``) of a binary mask, the inverse of rasterising
+    them: contours at the pixel edges (scikit-image), shifted by half a pixel because COCO and LabelMe put
+    pixel ``i``'s centre at ``i + 0.5``, and simplified to within ``tolerance`` pixels."""
+    from skimage.measure import approximate_polygon, find_contours
+
+    padded = np.pad(np.asarray(mask, dtype=bool), 1).astype(float)
+    polygons = [approximate_polygon(c - 0.5, tolerance=tolerance)[:, ::-1].reshape(-1).tolist()
+                for c in find_contours(padded, 0.5)]
+    return [p for p in polygons if len(p) >= 6]
+
 
 def write_coco(records: Sequence[dict], out_json: str | os.PathLike,
                categories: Sequence[str] = ("benign", "malignant")) -> Path:

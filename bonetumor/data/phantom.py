@@ -79,9 +79,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from bonetumor.data.layout import (BENIGN_SUBTYPES, MALIGNANT_SUBTYPES, SHEET_COLUMNS,  # noqa: F401
-                                   SITE_COLUMNS, SUBTYPE_CLASS, SUBTYPES, VIEW_COLUMNS)
-from bonetumor.data.layout import REGION_COLUMNS as LIMB_COLUMNS
+from bonetumor.data.layout import BENIGN_SUBTYPES, MALIGNANT_SUBTYPES, SHEET_COLUMNS, SUBTYPES, VIEW_COLUMNS
 
 __all__ = ["generate", "cli", "plan", "render", "SHEET_COLUMNS", "SUBTYPES", "DEFAULT_PROPORTIONS"]
 

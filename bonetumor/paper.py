@@ -8,6 +8,7 @@ produced the reports.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -40,6 +41,21 @@ def ordered_notebooks(folder: Path = paths.NOTEBOOKS) -> list[Path]:
     return found
 
 
+@contextlib.contextmanager
+def _stderr_to(log):
+    """Send this process's standard error, and so the kernel's (a child that inherits it), to ``log``:
+    the terminal keeps one line per notebook."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) -> float:
     """Execute one notebook with papermill into ``out_dir``; returns its wall time in seconds."""
     import papermill
@@ -52,7 +68,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) 
     log_file = LOGS / f"{notebook.stem}.log"
     start = time.perf_counter()
     try:
-        with open(log_file, "w", encoding="utf-8") as log:
+        with open(log_file, "w", encoding="utf-8") as log, _stderr_to(log):
             papermill.execute_notebook(
                 str(notebook), str(tmp), parameters=parameters, kernel_name=KERNEL, progress_bar=False,
                 log_output=False, stdout_file=log, stderr_file=log, cwd=str(notebook.parent),

@@ -6,6 +6,8 @@ gives that one-line description.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -81,8 +83,10 @@ class TrainSettings(_Strict):
 
 
 class EvalSettings(_Strict):
-    #: Detections below this score are dropped before lesion-level and image-level metrics.
+    #: Detections below this score are dropped before lesion-level and image-level metrics. With
+    #: ``threshold_from: val`` this is only the fallback: the threshold is chosen on the validation split.
     score_threshold: float = Field(0.5, ge=0, le=1)
+    threshold_from: Literal["val", "fixed"] = "val"
     mask_threshold: float = Field(0.5, ge=0, le=1)
     bootstrap: int = Field(1000, ge=0)
     refine_masks: bool = False
@@ -107,9 +111,17 @@ class Settings(_Strict):
             raise ValueError("data.source is 'btxrd' but no data.path was given (make paper DATA=/path/to/BTXRD)")
         return paths.DATA / f"phantom-{self.profile}-{self.data.phantom_images}-{self.data.phantom_size}px-seed{self.seed}"
 
+    def training_fingerprint(self) -> str:
+        """Short hash of the settings that decide what a training run learns (not the worker count, the
+        notebook timeout or the evaluation settings)."""
+        relevant = self.model_dump(mode="json", exclude={"notebook_timeout": True, "evaluate": True,
+                                                         "train": {"num_workers"}})
+        return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
+
     @property
     def run_name(self) -> str:
-        return f"{self.profile}-{self.data.source}"
+        """``<profile>-<source>-<fingerprint>``: other settings train into another folder, never over a run."""
+        return f"{self.profile}-{self.data.source}-{self.training_fingerprint()}"
 
     def tag(self) -> str:
         """One line naming profile, data and model, printed beside every result."""

@@ -632,6 +632,32 @@ def _auc(y_true: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y_true, score))
 
 
+def choose_score_threshold(preds: Sequence[Mapping], records: Sequence[Mapping], fallback: float = 0.5) -> dict:
+    """The detection score threshold at which tumour-vs-normal image classification on these (validation)
+    images has the largest Youden's J = sensitivity + specificity − 1, i.e. the ROC curve's point farthest
+    above chance (scikit-learn's ``roc_curve`` of each image's ``tumour_score``).
+
+    Chosen on the validation split, never on the test split, so the test metrics stay honest: the paper's
+    algorithm validates and fine-tunes before testing (steps 2.6–2.7). Returns ``{"value", "rule",
+    "youden_j", "n_images"}``; ``value`` is ``fallback`` when the images hold no tumour or no normal one."""
+    from sklearn.metrics import roc_curve
+
+    table = image_table(preds, records, score_threshold=fallback)
+    y = table["truth_tumour"].to_numpy(bool)
+    rule = "max Youden's J of tumour vs normal on the validation images"
+    if len(y) == 0 or y.all() or not y.any():
+        return {"value": float(fallback), "rule": f"fallback {fallback}: validation images lack a class",
+                "youden_j": math.nan, "n_images": int(len(y))}
+    fpr, tpr, thresholds = roc_curve(y, table["tumour_score"].to_numpy(float))
+    usable = np.isfinite(thresholds) & (thresholds > 0)  # a threshold of 0 would keep images with no detection
+    if not usable.any():
+        return {"value": float(fallback), "rule": f"fallback {fallback}: no detection on the validation images",
+                "youden_j": math.nan, "n_images": int(len(y))}
+    j = np.where(usable, tpr - fpr, -np.inf)
+    best = int(np.argmax(j))
+    return {"value": float(thresholds[best]), "rule": rule, "youden_j": float(j[best]), "n_images": int(len(y))}
+
+
 def tumour_vs_normal(table: pd.DataFrame) -> dict:
     """Tumour (positive) vs normal on all images: accuracy, precision, recall, specificity, F1 and ROC AUC
     of ``tumour_score``."""
@@ -932,6 +958,14 @@ def cached_predictions(run_dir: Path, settings, split: str, dataset, which: str 
     return preds, pred_file
 
 
+def threshold_from_validation(run_dir: Path, settings, val_records, val_dataset, which: str = "best",
+                              device=None) -> dict:
+    """:func:`choose_score_threshold` on the run's (saved) predictions for the validation split."""
+    preds, _ = cached_predictions(run_dir, settings, "val", val_dataset, which=which,
+                                  mask_threshold=settings.evaluate.mask_threshold, device=device)
+    return choose_score_threshold(preds, val_records, fallback=settings.evaluate.score_threshold)
+
+
 def cli_evaluate(args, load_split: Callable | None = None) -> int:
     """Handler of ``bonetumor evaluate``: predictions of ``RUN`` on ``--split`` (loaded from
     ``RUN/predictions-<split>.json`` when present, else predicted with the run's model and saved there),
@@ -954,6 +988,11 @@ def cli_evaluate(args, load_split: Callable | None = None) -> int:
     eval_settings = settings.evaluate.model_copy(update=overrides)
 
     records, dataset = (load_split or _load_split)(settings, args.split)
+    threshold = None
+    if args.score_threshold is None and settings.evaluate.threshold_from == "val":
+        threshold = threshold_from_validation(run_dir, settings, *(load_split or _load_split)(settings, "val"),
+                                              which=args.which, device=args.device)
+        eval_settings = eval_settings.model_copy(update={"score_threshold": threshold["value"]})
 
     preds, pred_file = cached_predictions(run_dir, settings, args.split, dataset, which=args.which,
                                           mask_threshold=eval_settings.mask_threshold, device=args.device,
@@ -961,7 +1000,7 @@ def cli_evaluate(args, load_split: Callable | None = None) -> int:
 
     result = evaluate_predictions(preds, records, eval_settings, seed=args.seed)
     result["meta"] = {"settings": settings.tag(), "run": run_dir.name, "split": args.split,
-                      "predictions": str(pred_file)}
+                      "predictions": str(pred_file), "threshold_selection": threshold}
     out = Path(args.out) if args.out else run_dir / f"metrics-{args.split}.json"
     write_json(out, result)
     if args.json:

@@ -101,30 +101,19 @@ def validation_metrics(settings: Settings):
 
 
 def ensure_trained(settings: Settings, prepared: Prepared | None = None, progress=None, device=None) -> Path:
-    """The run folder of ``settings``, trained first if it is not complete (a killed run is resumed)."""
+    """The run folder of ``settings``, trained first if it is not complete (a killed run is resumed). The
+    folder's name carries a fingerprint of the settings (:attr:`Settings.run_name`), and
+    :func:`bonetumor.train.train` refuses a checkpoint whose settings differ."""
     from bonetumor import train
 
     folder = run_dir(settings)
     info = folder / "run.json"
     if info.is_file() and json.loads(info.read_text()).get("status") == "complete":
-        saved = json.loads(info.read_text()).get("settings", {})
-        if _comparable(saved) == _comparable(settings.model_dump(mode="json")):
-            return folder
-        raise ValueError(f"{folder} holds a run with other settings; delete it or use another profile")
+        return folder
     train_set, val_set, mean, std = training_data(settings, prepared)
     train.train(settings, train_set, val_set, folder, mean, std, resume=True, device=device, progress=progress,
                 val_metrics_fn=validation_metrics(settings))
     return folder
-
-
-def _comparable(settings: dict) -> dict:
-    """Settings that decide what a run learns (not where its data folder happens to be, nor worker counts)."""
-    out = json.loads(json.dumps(settings))
-    out.get("data", {}).pop("path", None)
-    out.get("train", {}).pop("num_workers", None)
-    out.pop("notebook_timeout", None)
-    out.pop("evaluate", None)
-    return out
 
 
 def ensure_predictions(settings: Settings, split: str = "test", prepared: Prepared | None = None,
@@ -143,8 +132,11 @@ def ensure_predictions(settings: Settings, split: str = "test", prepared: Prepar
 
 
 def ensure_metrics(settings: Settings, split: str = "test", prepared: Prepared | None = None) -> dict:
-    """All metrics of one split from the saved predictions (``runs/<run>/metrics-<split>.json``)."""
+    """All metrics of one split from the saved predictions (``runs/<run>/metrics-<split>.json``). With
+    ``evaluate.threshold_from: val`` the detection score threshold is first chosen on the validation split
+    (:func:`bonetumor.evaluate.choose_score_threshold`)."""
     from bonetumor import evaluate
+    from bonetumor.data.dataset import BoneTumourDataset
 
     prepared = prepared or prepare(settings)
     predictions = ensure_predictions(settings, split, prepared)
@@ -154,7 +146,14 @@ def ensure_metrics(settings: Settings, split: str = "test", prepared: Prepared |
         if saved.get("evaluate_settings") == settings.evaluate.model_dump(mode="json"):
             return saved
     preds, _ = evaluate.load_predictions(predictions)
-    result = evaluate.evaluate_predictions(preds, prepared.splits[split], settings.evaluate, seed=settings.seed)
+    eval_settings, threshold = settings.evaluate, None
+    if settings.evaluate.threshold_from == "val" and prepared.splits.get("val"):
+        val = prepared.splits["val"]
+        threshold = evaluate.threshold_from_validation(run_dir(settings), settings, val,
+                                                       BoneTumourDataset(val, train=False))
+        eval_settings = eval_settings.model_copy(update={"score_threshold": threshold["value"]})
+    result = evaluate.evaluate_predictions(preds, prepared.splits[split], eval_settings, seed=settings.seed)
+    result["threshold_selection"] = threshold
     result["description"] = settings.tag()
     result["evaluate_settings"] = settings.evaluate.model_dump(mode="json")
     write_json(target, result)

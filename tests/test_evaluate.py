@@ -475,3 +475,24 @@ def test_matching_on_masks_instead_of_boxes():
     assert (les["class_aware"]["tp"], les["class_aware"]["fp"], les["class_aware"]["fn"]) == (0, 1, 1)
     gt = gt_mask(MAL_BOX)
     assert ev.lesion_metrics(preds, records)["dice_matched"] == pytest.approx(2 * strip.sum() / (strip.sum() + gt.sum()))
+
+
+def test_score_threshold_chosen_by_youden_on_validation_images():
+    # tumour scores 0.9, 0.4, 0.3 on tumour images, 0.2 and 0.35 on normal ones. Threshold 0.3: sensitivity 1,
+    # specificity 1/2, J 1/2; threshold 0.4: sensitivity 2/3, specificity 1, J 2/3, the best
+    def pred(i, score):
+        return {"image_id": i, "height": 32, "width": 32, "boxes": [[1, 1, 5, 5]], "labels": [1], "scores": [score],
+                "masks": [ev.encode_mask(np.ones((32, 32), np.uint8))]}
+
+    scores = {1: 0.9, 2: 0.4, 3: 0.3, 4: 0.2, 5: 0.35}
+    recs = [record(i, "benign" if i <= 3 else "normal", [("benign", (1, 1, 5, 5))] if i <= 3 else [], width=32)
+            for i in scores]
+    chosen = ev.choose_score_threshold([pred(i, s) for i, s in scores.items()], recs)
+    assert chosen["value"] == pytest.approx(0.4) and chosen["youden_j"] == pytest.approx(2 / 3)
+
+
+def test_score_threshold_falls_back_without_both_classes():
+    recs = [record(1, "normal", width=32)]
+    preds = [{"image_id": 1, "height": 32, "width": 32, "boxes": [], "labels": [], "scores": [], "masks": []}]
+    chosen = ev.choose_score_threshold(preds, recs, fallback=0.5)
+    assert chosen["value"] == 0.5 and "fallback" in chosen["rule"]

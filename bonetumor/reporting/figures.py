@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bonetumor.io import atomic_path  # noqa: E402
 
@@ -105,6 +106,8 @@ def figure6(history: pd.DataFrame, caption: str) -> plt.Figure:
                         var_name="term", value_name="value")
     sns.lineplot(data=long, x="epoch", y="value", hue="term", marker="o", ax=left)
     left.set(title="training losses", ylabel="loss (epoch mean)", yscale="log")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.legend(fontsize=7)
     if "val_mask_mse" in history and history["val_mask_mse"].notna().any():
         sns.lineplot(data=history, x="epoch", y="val_mask_mse", marker="o", ax=right, color="#7570b3")
@@ -131,8 +134,12 @@ def figure7(table: pd.DataFrame, caption: str) -> plt.Figure:
         err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
         has_ci = np.isfinite(err).all()
         hatch = "//" if "as reported" in row else None
-        ax.bar(x + (i - (len(rows) - 1) / 2) * width, part["value"], width, label=row, color=palette[i],
+        offset = x + (i - (len(rows) - 1) / 2) * width
+        ax.bar(offset, part["value"], width, label=row, color=palette[i],
                hatch=hatch, edgecolor="black", linewidth=0.5, yerr=err if has_ci else None, capsize=3)
+        for xpos, value in zip(offset, part["value"]):
+            if not np.isfinite(value):  # e.g. precision with no positive prediction
+                ax.text(xpos, 1, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_xticks(x, metrics)
     ax.set(ylabel="%", ylim=(0, 105))
     ax.legend(fontsize=7, loc="lower right")

@@ -4,6 +4,7 @@ and its content fingerprint, seeds, and the wall time of each notebook."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import platform
 import subprocess
 import sys
@@ -76,6 +77,20 @@ def data_description(settings: Settings) -> dict:
     return entry
 
 
+def training_description(settings: Settings) -> dict | None:
+    """What the run that the reports read was trained with and how long it took — from its ``run.json``,
+    since a re-run of the notebooks reuses a finished training instead of repeating it."""
+    info_file = paths.RUNS / settings.run_name / "run.json"
+    if not info_file.is_file():
+        return None
+    info = json.loads(info_file.read_text())
+    times = info.get("times", {})
+    return {"run": settings.run_name, "status": info.get("status"), "init": info.get("init"),
+            "epochs_done": info.get("epochs_done"), "best": info.get("best"), "device": info.get("device"),
+            "train_seconds": times.get("train_seconds"), "seconds_per_epoch": times.get("seconds_per_epoch"),
+            "n_train": info.get("n_train"), "n_val": info.get("n_val")}
+
+
 def write(target: Path, settings: Settings, state: dict, results, started: float) -> Path:
     """Write the provenance record atomically."""
     record = {
@@ -91,6 +106,7 @@ def write(target: Path, settings: Settings, state: dict, results, started: float
         "data": data_description(settings),
         "seeds": {"seed": settings.seed},
         "notebooks": [{"name": r.name, "seconds": r.seconds} for r in results],
+        "training": training_description(settings),
         "total_seconds": round(time.time() - started, 1),
     }
     return write_json(target, record)

@@ -43,6 +43,10 @@ def write_readme(reports: Path) -> Path:
                   f"torch {record.get('packages', {}).get('torch')}",
                   "- wall time: " + ", ".join(f"{n['name']} {n['seconds']:.0f} s" for n in record.get("notebooks", []))
                   + f"; total {record.get('total_seconds', 0):.0f} s",
+                  *([f"- training (run `{t['run']}`): {t['epochs_done']} epochs, {t['train_seconds'] or 0:.0f} s on "
+                     f"{(t.get('device') or {}).get('name') or (t.get('device') or {}).get('device', 'cpu')}, "
+                     f"{t['init']} initialisation, best epoch {(t.get('best') or {}).get('epoch')}"]
+                    if (t := record.get("training")) else []),
                   "- full record: [provenance.json](provenance.json)", ""]
     done = set()
     for stem, heading in SECTIONS + [(s, s) for s in sorted(set(tables) | set(figures))]:

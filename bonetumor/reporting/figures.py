@@ -142,6 +142,6 @@ def figure7(table: pd.DataFrame, caption: str) -> plt.Figure:
                 ax.text(xpos, 1, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_xticks(x, metrics)
     ax.set(ylabel="%", ylim=(0, 105))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(caption, fontsize=8, y=-0.02, va="top", wrap=True)
     return fig

@@ -75,6 +75,8 @@ class TrainSettings(_Strict):
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iters: int = Field(100, ge=0)
+    #: Decay after the warm-up: ``cosine`` to zero, or ``multistep`` (÷10 at 16/26 and 22/26 of the run, torchvision's).
+    schedule: Literal["cosine", "multistep"] = "cosine"
     grad_clip: float | None = 10.0
     num_workers: int = Field(0, ge=0)
     augment: bool = True

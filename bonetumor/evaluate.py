@@ -207,32 +207,21 @@ def record_in_frame(record: Mapping, width: int, height: int) -> dict:
     return rec
 
 
-def _lesion_polygons(lesion: Mapping) -> list[list[float]]:
-    """The lesion's polygons with at least 3 points; its box as a rectangle when it has none."""
-    polys = [list(map(float, p)) for p in lesion.get("polygons", []) if len(p) >= 6]
-    if not polys and lesion.get("box") is not None:
-        x0, y0, x1, y1 = map(float, lesion["box"])
-        polys = [[x0, y0, x1, y0, x1, y1, x0, y1]]
-    return polys
-
-
 def lesion_rle(lesion: Mapping, height: int, width: int) -> dict:
-    """One RLE (all polygons of the lesion merged) in an ``height`` × ``width`` frame."""
+    """One RLE of the lesion in an ``height`` × ``width`` frame: the training target's mask
+    (:func:`bonetumor.data.dataset.rasterise_lesion`), encoded."""
     from pycocotools import mask as mask_utils
 
-    polys = _lesion_polygons(lesion)
-    if not polys:
-        raise ValueError(f"lesion without polygons or box: {lesion}")
-    return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+    from bonetumor.data.dataset import rasterise_lesion
+
+    return mask_utils.encode(np.asfortranarray(rasterise_lesion(dict(lesion), height, width)))
 
 
-def _lesion_box(lesion: Mapping, height: int, width: int) -> list[float]:
-    """The lesion's box; the bounds of its mask when it has none."""
+def _lesion_box(rle: dict) -> list[float]:
+    """The tight XYXY bounds of a lesion's mask: the boxes the model is trained on (see the Dataset)."""
     from pycocotools import mask as mask_utils
 
-    if lesion.get("box") is not None:
-        return [float(v) for v in lesion["box"]]
-    x, y, w, h = mask_utils.toBbox(lesion_rle(lesion, height, width)).tolist()
+    x, y, w, h = mask_utils.toBbox(rle).tolist()
     return [x, y, x + w, y + h]
 
 
@@ -254,11 +243,11 @@ def coco_ground_truth(records: Sequence[Mapping], frames: Mapping[int, tuple[int
                        "file_name": os.path.basename(str(record.get("file", record.get("name", ""))))})
         for lesion in record.get("lesions", []):
             rle = lesion_rle(lesion, h, w)
-            x0, y0, x1, y1 = _lesion_box(lesion, h, w)
+            x0, y0, x1, y1 = _lesion_box(rle)
             annotations.append({
                 "id": ann_id, "image_id": int(record["image_id"]),
                 "category_id": LABEL_TO_ID[lesion["category"]],
-                "segmentation": _lesion_polygons(lesion),
+                "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
                 "area": float(mask_utils.area(rle)),
                 "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0,
             })
@@ -464,11 +453,12 @@ def lesion_metrics(preds: Sequence[Mapping], records: Sequence[Mapping], score_t
         if pmasks is not None and refine_kwargs is not None:
             pmasks = [refine_mask(m, **refine_kwargs) for m in pmasks]
         lesions = record.get("lesions", [])
-        gboxes = np.asarray([_lesion_box(les, h, w) for les in lesions], float).reshape(-1, 4)
+        grles = [lesion_rle(les, h, w) for les in lesions]
+        gboxes = np.asarray([_lesion_box(rle) for rle in grles], float).reshape(-1, 4)
         glabels = np.asarray([LABEL_TO_ID[les["category"]] for les in lesions], int)
         gmasks = None
         if pmasks is not None or match_on == "segm":
-            gmasks = [decode_mask(lesion_rle(les, h, w)) for les in lesions]
+            gmasks = [decode_mask(rle) for rle in grles]
         if match_on == "segm":
             if pmasks is None:
                 raise ValueError("match_on='segm' needs predicted masks")
@@ -888,7 +878,7 @@ def add_evaluate_arguments(parser) -> None:
     parser.add_argument("--score-threshold", type=float, default=None, help="override settings.evaluate")
     parser.add_argument("--bootstrap", type=int, default=None, help="number of patient resamples (override)")
     parser.add_argument("--refine", action="store_true", help="refine predicted masks before mask metrics")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the run's seed)")
     parser.add_argument("--recompute", action="store_true", help="predict again even if saved predictions exist")
     parser.add_argument("--out", metavar="JSON", default=None,
                         help="write the metrics here (default RUN/metrics-<split>.json)")
@@ -932,27 +922,25 @@ def cached_predictions(run_dir: Path, settings, split: str, dataset, which: str 
     model predicts again and the file is replaced. Both ``bonetumor evaluate`` and the notebooks use this."""
     import sys
 
-    from bonetumor.train import load_model
+    from bonetumor.train import device_for, load_model
 
     run_dir = Path(run_dir)
     pred_file = run_dir / f"predictions-{split}.json"
-    model, run_info = load_model(run_dir, which=which, device="cpu")
     wanted = {"run": run_dir.name, "split": split, "checkpoint": which, "data": str(settings.data_path),
               "mask_threshold": mask_threshold}
     if pred_file.is_file() and not recompute:
         saved, meta = load_predictions(pred_file)
         stale = {k: (meta.get(k), v) for k, v in wanted.items() if meta.get(k) != v}
-        weights = Path(run_info["weights"]) if run_info.get("weights") else None
-        if weights is not None and weights.is_file() and weights.stat().st_mtime > pred_file.stat().st_mtime:
+        weights = [run_dir / name for name in (("model.safetensors", "best.pt") if which == "best" else (f"{which}.pt",))]
+        if any(w.is_file() and w.stat().st_mtime > pred_file.stat().st_mtime for w in weights):
             stale["weights"] = "newer than the predictions"
         if not stale:
             print(f"bonetumor: using saved predictions {pred_file} (--recompute to predict again)", file=sys.stderr)
             return saved, pred_file
         print(f"bonetumor: saved predictions {pred_file} were made with other settings {stale}; predicting again",
               file=sys.stderr)
-    import torch
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device_for(device)
+    model, _ = load_model(run_dir, which=which, device=device)
     preds = predict(model, dataset, device, mask_threshold=mask_threshold)
     save_predictions(preds, pred_file, {"settings": settings.tag(), **wanted})
     return preds, pred_file
@@ -960,10 +948,15 @@ def cached_predictions(run_dir: Path, settings, split: str, dataset, which: str 
 
 def threshold_from_validation(run_dir: Path, settings, val_records, val_dataset, which: str = "best",
                               device=None) -> dict:
-    """:func:`choose_score_threshold` on the run's (saved) predictions for the validation split."""
+    """:func:`choose_score_threshold` on the run's (saved) predictions for the validation split, also written
+    to ``<run_dir>/score_threshold.json`` for ``bonetumor predict``."""
+    from bonetumor.io import write_json
+
     preds, _ = cached_predictions(run_dir, settings, "val", val_dataset, which=which,
                                   mask_threshold=settings.evaluate.mask_threshold, device=device)
-    return choose_score_threshold(preds, val_records, fallback=settings.evaluate.score_threshold)
+    chosen = choose_score_threshold(preds, val_records, fallback=settings.evaluate.score_threshold)
+    write_json(Path(run_dir) / "score_threshold.json", {**chosen, "checkpoint": which})
+    return chosen
 
 
 def cli_evaluate(args, load_split: Callable | None = None) -> int:
@@ -998,7 +991,7 @@ def cli_evaluate(args, load_split: Callable | None = None) -> int:
                                           mask_threshold=eval_settings.mask_threshold, device=args.device,
                                           recompute=args.recompute)
 
-    result = evaluate_predictions(preds, records, eval_settings, seed=args.seed)
+    result = evaluate_predictions(preds, records, eval_settings, seed=settings.seed if args.seed is None else args.seed)
     result["meta"] = {"settings": settings.tag(), "run": run_dir.name, "split": args.split,
                       "predictions": str(pred_file), "threshold_selection": threshold}
     out = Path(args.out) if args.out else run_dir / f"metrics-{args.split}.json"

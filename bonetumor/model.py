@@ -21,6 +21,7 @@ How each equation maps onto the parts built here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -93,15 +94,35 @@ def vgg19_features(width: float = 1.0, batch_norm: bool = False, pretrained: boo
 
 
 class VGGBackbone(nn.Module):
-    """The feature extractor Mask R-CNN sees: ``out_channels`` and an ordered dict with one map ``"0"``."""
+    """The feature extractor Mask R-CNN sees: ``out_channels`` and an ordered dict with one map ``"0"``.
+
+    With ``bf16`` set (see :func:`bf16_backbone`) and a CUDA input, the convolutions run under bfloat16
+    autocast and hand float32 features on. Only the backbone: under autocast the heads' box decoding would
+    run in bfloat16, whose 8-bit mantissa puts box corners on a 2-pixel grid between 256 and 512 px."""
 
     def __init__(self, features: nn.Sequential):
         super().__init__()
         self.body = features
         self.out_channels = [m for m in features.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+        self.bf16 = False
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        if self.bf16 and x.is_cuda:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return OrderedDict([("0", self.body(x).float())])
         return OrderedDict([("0", self.body(x))])
+
+
+@contextlib.contextmanager
+def bf16_backbone(model: nn.Module, enabled: bool = True):
+    """Run ``model``'s backbone under bfloat16 autocast (CUDA only) inside the ``with`` block."""
+    backbone = model.backbone
+    previous = getattr(backbone, "bf16", False)
+    backbone.bf16 = bool(enabled)
+    try:
+        yield model
+    finally:
+        backbone.bf16 = previous
 
 
 class RoIMaxPool(MultiScaleRoIAlign):

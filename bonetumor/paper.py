@@ -88,6 +88,14 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) 
     return time.perf_counter() - start
 
 
+def _clear_outputs(reports: Path) -> None:
+    for sub in ("tables", "figures"):
+        for path in (reports / sub).glob("*"):
+            if path.is_file():
+                path.unlink()
+    (reports / "provenance.json").unlink(missing_ok=True)
+
+
 def run_paper(profile: str | None = None, data: str | None = None, reports: Path = paths.REPORTS,
               notebooks: list[Path] | None = None, clinical_csv: str | None = None, stream=None) -> list[NotebookResult]:
     """Run every notebook in order for ``profile`` (default: ``full`` with CUDA, else ``quick``) and write
@@ -102,6 +110,8 @@ def run_paper(profile: str | None = None, data: str | None = None, reports: Path
     if clinical_csv:
         parameters["clinical_csv"] = str(Path(clinical_csv).resolve())
     state = provenance.code_state()
+    if notebooks == ordered_notebooks():
+        _clear_outputs(reports)  # a full run leaves only what it made: no stale figure beside new provenance
     print(f"paper: {settings.tag()}; {len(notebooks)} notebooks -> {out_dir}", file=stream, flush=True)
     results: list[NotebookResult] = []
     started = time.time()

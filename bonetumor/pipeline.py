@@ -1,8 +1,8 @@
 """The steps the notebooks and the CLI share, each done once and reused: the dataset (phantom generated
 when missing), its records and splits, the trained run, the saved predictions and metrics.
 
-Expensive results are written under ``runs/<profile>-<source>/`` and read back by later steps, so that
-re-drawing a figure never retrains.
+Expensive results are written under ``runs/<profile>-<source>-<settings fingerprint>/`` and read back by
+later steps, so that re-drawing a figure never retrains.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ tumours, segmented regions and predicted classes"): ``bonetumor predict RUN IMAG
 
 Each image is read as the training data were (8-bit grayscale, EXIF orientation applied — the reader of
 :mod:`bonetumor.data.btxrd`), resized so that its longest side is the run's ``image_size`` (aspect kept,
-Lanczos, as the resize cache does), optionally pre-processed as the run's Dataset was, and given to the
-model as grey replicated on 3 channels. Boxes and masks are mapped back to the original pixels. For every
+Lanczos, as the resize cache does) and given to the model as grey replicated on 3 channels (the models
+here are trained on unprocessed images; ``predict_images(preprocess=...)`` serves one that was not). Boxes and masks are mapped back to the original pixels. For every
 image an overlay PNG is written (mask filled semi-transparent, box, class and score), and one
 ``detections.csv`` lists all detections — each file written atomically.
 
@@ -134,7 +134,7 @@ def predict_images(model, image_paths: Iterable[str | os.PathLike], out_dir: str
     """Detect, segment and classify tumours in ``image_paths`` (files, or folders of images) and write
     ``out_dir/<name>_overlay.png`` per readable image and ``out_dir/detections.csv``.
 
-    ``image_size``: longest side the model was trained at (``run_info["image_size"]``); ``preprocess``: what
+    ``image_size``: longest side the model was trained at (``settings.data.image_size``); ``preprocess``: what
     the run's Dataset applied (``True`` → :func:`bonetumor.preprocess.preprocess_radiograph`, or a callable).
     Detections with score < ``score_threshold`` are not reported; masks are binarised at ``mask_threshold``
     after being resized back to the original image.
@@ -226,27 +226,33 @@ def add_predict_arguments(parser) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, help="folder for overlays and detections.csv")
     parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint")
     parser.add_argument("--score-threshold", type=float, default=None,
-                        help="report detections at or above this score (default: the run's settings.evaluate)")
+                        help="report detections at or above this score (default: the threshold chosen on the "
+                             "validation split, RUN/score_threshold.json, else the run's settings)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
 def cli_predict(args) -> int:
     """Handler of ``bonetumor predict``: 0 when every image was processed, 1 when any failed."""
-    import torch
+    import json
 
     from bonetumor.evaluate import resolve_run
-    from bonetumor.train import load_model
+    from bonetumor.train import device_for, load_model
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device_for(args.device)
     run_dir = resolve_run(args.run)
     model, run_info = load_model(run_dir, which=args.which, device=device)
     settings = run_info.get("settings") or {}
     evaluate = settings.get("evaluate") or {}
-    image_size = run_info.get("image_size") or settings["data"]["image_size"]
-    threshold = args.score_threshold if args.score_threshold is not None else evaluate.get("score_threshold", 0.5)
+    image_size = settings["data"]["image_size"]
+    chosen = run_dir / "score_threshold.json"
+    if args.score_threshold is not None:
+        threshold = args.score_threshold
+    elif chosen.is_file():
+        threshold = json.loads(chosen.read_text())["value"]
+    else:
+        threshold = evaluate.get("score_threshold", 0.5)
     df = predict_images(model, args.images, args.out, int(image_size), score_threshold=float(threshold),
-                        mask_threshold=float(evaluate.get("mask_threshold", 0.5)), device=device,
-                        preprocess=bool(run_info.get("preprocess", False)))
+                        mask_threshold=float(evaluate.get("mask_threshold", 0.5)), device=device)
     ok = df[~df["status"].str.startswith("error")]
     print(f"{ok['file'].nunique()} image(s) processed, {int((ok['status'] == 'ok').sum())} detection(s) at score ≥ "
           f"{float(threshold):g}; written to {Path(args.out) / 'detections.csv'}")

@@ -57,7 +57,8 @@ from torch.utils.data import DataLoader, Dataset
 import bonetumor
 from bonetumor import io
 from bonetumor.config import Settings
-from bonetumor.model import build_model
+from bonetumor.model import bf16_backbone, build_model
+from bonetumor.reporting.provenance import code_state
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: Settings,
     total = settings.train.epochs * iters_per_epoch
     warmup = settings.train.warmup_iters
     # TrainSettings has no schedule field yet: cosine unless one is added.
-    schedule = getattr(settings.train, "schedule", "cosine")
+    schedule = settings.train.schedule
 
     def factor(iteration: int) -> float:
         return lr_factor(iteration, total, warmup, schedule)
@@ -244,7 +245,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
     their total (``loss_total``), the learning rate of the last step, the mean gradient norm (before
     clipping), the number of images and the seconds taken.
 
-    ``amp``: bfloat16 autocast (CUDA); bf16 keeps float32's range, so no gradient scaler is needed.
+    ``amp``: bfloat16 autocast of the backbone (CUDA, see :func:`bonetumor.model.bf16_backbone`); bf16
+    keeps float32's range, so no gradient scaler is needed.
     ``progress``: a tqdm bar updated once per step, or ``None``. ``on_step(step)``: called after each
     step (1-based). A non-finite loss or gradient norm raises :class:`NonFiniteLossError`.
     """
@@ -258,7 +260,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
     start = time.perf_counter()
     for step, (images, targets) in enumerate(loader, start=1):
         images, targets = _to_device(images, targets, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with bf16_backbone(model, amp):
             loss_dict = model(images, targets)
         total = sum(loss_dict.values())
         # one device-to-host copy per step (it is also the finiteness check's synchronisation point)
@@ -369,7 +371,7 @@ def validate(model: nn.Module, loader: Iterable, device: torch.device, mask_thre
                 images, targets = _to_device(images, targets, device)
                 model.train()
                 _batchnorm_eval(model)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                with bf16_backbone(model, amp):
                     loss_dict = model(images, targets)
                 batch = len(images)
                 n_images += batch
@@ -377,7 +379,7 @@ def validate(model: nn.Module, loader: Iterable, device: torch.device, mask_thre
                     sums[k] = sums.get(k, 0.0) + float(v) * batch
                 sums["loss_total"] += float(sum(loss_dict.values())) * batch
                 model.eval()
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                with bf16_backbone(model, amp):
                     outputs = model(images)
                 for image, target, output in zip(images, targets, outputs):
                     shape = image.shape[-2:]
@@ -694,6 +696,7 @@ def train(settings: Settings, train_dataset: Dataset, val_dataset: Dataset | Non
             "best": best,
             "epochs_done": done,
             "resumed": resumed,
+            "code": code_state(),
             "versions": {"bonetumor": bonetumor.__version__, "torch": str(torch.__version__),
                          "torchvision": _version("torchvision")},
             "files": {k: str(v) for k, v in paths.items()},

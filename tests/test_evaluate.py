@@ -423,6 +423,7 @@ def test_cli_evaluate_predicts_once_then_reuses(tmp_path, monkeypatch, capsys):
     fake.load_model = lambda run_dir, which="best", device="cpu": (calls.append(which) or FixedModel(),
                                                                    {"settings": settings.model_dump(mode="json"),
                                                                     "weights": str(tmp_path / "model.safetensors")})
+    fake.device_for = lambda preference=None: torch.device("cpu")
     monkeypatch.setitem(sys.modules, "bonetumor.train", fake)
     (tmp_path / "run.json").write_text(json.dumps({"settings": settings.model_dump(mode="json")}))
     records = [record(1, "malignant", [("malignant", (10, 10, 30, 30))], width=48), record(2, "normal", width=48)]

@@ -94,6 +94,7 @@ def test_cli_predict_with_a_tiny_untrained_model_exits_non_zero_on_a_bad_file(fo
     fake = types.ModuleType("bonetumor.train")
     fake.load_model = lambda run_dir, which="best", device="cpu": (
         model, {"settings": {"data": {"image_size": SIZE}, "evaluate": {"score_threshold": 0.0, "mask_threshold": 0.5}}})
+    fake.device_for = lambda preference=None: torch.device("cpu")
     monkeypatch.setitem(sys.modules, "bonetumor.train", fake)
     run = tmp_path / "run"
     run.mkdir()

@@ -62,7 +62,7 @@ def _add_train(subparsers) -> None:
                                           "history.csv, model.safetensors and run.json go to --out.")
     _add_settings_options(p)
     p.add_argument("--out", default=None, metavar="RUN",
-                   help="run folder (default: runs/<profile>-<source> under BONETUMOR_RUNS)")
+                   help="run folder (default: runs/<profile>-<source>-<settings fingerprint> under BONETUMOR_RUNS)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last complete epoch (a fresh start if it has none)")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: the profile's)")

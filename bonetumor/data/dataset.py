@@ -22,34 +22,34 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from bonetumor import LABEL_TO_ID
 from bonetumor.preprocess import preprocess_radiograph, read_grayscale
 
-__all__ = ["BoneTumourDataset", "PairedAugment", "collate_fn", "seed_worker", "rasterise_lesion",
-           "boxes_from_masks"]
+__all__ = ["BoneTumourDataset", "PairedAugment", "collate_fn", "seed_worker", "lesion_polygons",
+           "rasterise_lesion", "boxes_from_masks"]
+
+
+def lesion_polygons(lesion: dict) -> list[list[float]]:
+    """The lesion's polygons with at least 3 points; its box as a rectangle when it has none."""
+    polygons = [[float(v) for v in p] for p in lesion.get("polygons") or () if len(p) >= 6]
+    if not polygons:
+        if lesion.get("box") is None:
+            raise ValueError(f"lesion has neither a polygon nor a box: {lesion}")
+        x0, y0, x1, y1 = (float(v) for v in lesion["box"])
+        polygons = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+    return polygons
 
 
 def rasterise_lesion(lesion: dict, height: int, width: int) -> np.ndarray:
-    """uint8 (H, W) mask of one lesion: the union of its polygons (interior and outline filled, PIL's
-    ``ImageDraw.polygon``); a lesion without a usable polygon (fewer than 3 points) is filled as its box."""
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    drawn = False
-    for poly in lesion.get("polygons") or ():
-        pts = [float(v) for v in poly]
-        if len(pts) >= 6:
-            draw.polygon(list(zip(pts[0::2], pts[1::2])), fill=1, outline=1)
-            drawn = True
-    if not drawn:
-        if lesion.get("box") is None:
-            raise ValueError("lesion has neither a polygon nor a box")
-        x0, y0, x1, y1 = (float(v) for v in lesion["box"])
-        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], fill=1)
-    return np.asarray(canvas, dtype=np.uint8)
+    """uint8 (H, W) mask of one lesion: the union of its polygons (or its box), rasterised by pycocotools,
+    the same rasteriser the COCO evaluation uses, so training targets and test ground truth are one mask."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.merge(mask_utils.frPyObjects(lesion_polygons(lesion), height, width))
+    return mask_utils.decode(rle).astype(np.uint8)
 
 
 def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
@@ -118,8 +118,9 @@ class BoneTumourDataset(torch.utils.data.Dataset):
     normalisation and denoising, step 1.1) on the grayscale image before augmentation; or a callable
     ``(H, W) float32 → (H, W) float32 in [0, 1]``.
 
-    Boxes without augmentation are the records' (annotator's rectangles, clipped to the image); masks are
-    the union of each lesion's polygons.
+    Masks are the union of each lesion's polygons; boxes are always the masks' tight bounds — with or
+    without augmentation, and in the evaluation's ground truth (:mod:`bonetumor.evaluate`) — so the model is
+    scored against the boxes it was taught. BTXRD's annotator rectangles stay in the records.
     """
 
     def __init__(self, records: Sequence[dict], train: bool = False, augment: bool | Callable | None = None,
@@ -171,12 +172,8 @@ class BoneTumourDataset(torch.utils.data.Dataset):
             masks[k] = rasterise_lesion(lesion, height, width)
             category = lesion.get("category") or rec["label"]
             labels[k] = LABEL_TO_ID[category]
-            if lesion.get("box") is not None:
-                boxes[k] = np.asarray(lesion["box"], dtype=np.float32)
-            else:
-                boxes[k] = boxes_from_masks(torch.from_numpy(masks[k:k + 1]))[0].numpy()
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
+        # the tight bounds of each mask, as after augmentation and in the evaluation's ground truth
+        boxes = boxes_from_masks(torch.from_numpy(masks)).numpy() if len(lesions) else boxes
 
         image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None])
         target = {

@@ -85,7 +85,7 @@ def training_description(settings: Settings) -> dict | None:
         return None
     info = json.loads(info_file.read_text())
     times = info.get("times", {})
-    return {"run": settings.run_name, "status": info.get("status"), "init": info.get("init"),
+    return {"run": settings.run_name, "code": info.get("code"), "status": info.get("status"), "init": info.get("init"),
             "epochs_done": info.get("epochs_done"), "best": info.get("best"), "device": info.get("device"),
             "train_seconds": times.get("train_seconds"), "seconds_per_epoch": times.get("seconds_per_epoch"),
             "n_train": info.get("n_train"), "n_val": info.get("n_val")}

@@ -897,19 +897,29 @@ def resolve_run(run: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"no run {run!r}: neither {path} nor {paths.RUNS / str(run)} is a folder")
 
 
-def _load_split(settings, split: str):
-    """``(records, dataset)`` of one split as the pipeline prepares it for training (same reader, resize
-    cache, pseudo-patients, duplicates and seeded split)."""
+def _split_loader(settings):
+    """``load_split(settings, split) -> (records, dataset)`` over one :func:`bonetumor.pipeline.prepare` (same
+    reader, resize cache, pseudo-patients, duplicates and seeded split as training), prepared on first use."""
     from bonetumor import pipeline
     from bonetumor.data.dataset import BoneTumourDataset
 
-    prepared = pipeline.prepare(settings, progress=False)
+    prepared = []
+
+    def load_split(settings, split: str):
+        if not prepared:
+            prepared.append(pipeline.prepare(settings, progress=False))
+        return _split_of(prepared[0], split, BoneTumourDataset)
+
+    return load_split
+
+
+def _split_of(prepared, split: str, dataset_class):
     if split not in prepared.splits:
         raise ValueError(f"no split {split!r} (splits: {', '.join(prepared.splits)})")
     records = prepared.splits[split]
     if not records:
         raise ValueError(f"the {split} split of {prepared.root} is empty")
-    return records, BoneTumourDataset(records, train=False)
+    return records, dataset_class(records, train=False)
 
 
 def cached_predictions(run_dir: Path, settings, split: str, dataset, which: str = "best", mask_threshold: float = 0.5,
@@ -966,8 +976,10 @@ def cli_evaluate(args, load_split: Callable | None = None) -> int:
     predictions are reused as :func:`cached_predictions` says.
 
     ``load_split(settings, split) -> (records, dataset)`` gives the split's records (in the frame the model
-    saw) and its evaluation Dataset (no augmentation); default :func:`_load_split`, the pipeline's split —
+    saw) and its evaluation Dataset (no augmentation); default :func:`_split_loader`, the pipeline's split —
     the very split the run was trained with."""
+    import sys
+
     from bonetumor import config
     from bonetumor.io import write_json
 
@@ -980,12 +992,19 @@ def cli_evaluate(args, load_split: Callable | None = None) -> int:
                                    "refine_masks": True if args.refine else None}.items() if v is not None}
     eval_settings = settings.evaluate.model_copy(update=overrides)
 
-    records, dataset = (load_split or _load_split)(settings, args.split)
+    load_split = load_split or _split_loader(settings)
+    records, dataset = load_split(settings, args.split)
     threshold = None
     if args.score_threshold is None and settings.evaluate.threshold_from == "val":
-        threshold = threshold_from_validation(run_dir, settings, *(load_split or _load_split)(settings, "val"),
-                                              which=args.which, device=args.device)
-        eval_settings = eval_settings.model_copy(update={"score_threshold": threshold["value"]})
+        try:
+            val_records, val_dataset = load_split(settings, "val")
+        except ValueError as exc:  # no validation images: the settings' threshold stays
+            print(f"bonetumor: {exc}; score threshold {eval_settings.score_threshold} from the settings",
+                  file=sys.stderr)
+        else:
+            threshold = threshold_from_validation(run_dir, settings, val_records, val_dataset, which=args.which,
+                                                  device=args.device)
+            eval_settings = eval_settings.model_copy(update={"score_threshold": threshold["value"]})
 
     preds, pred_file = cached_predictions(run_dir, settings, args.split, dataset, which=args.which,
                                           mask_threshold=eval_settings.mask_threshold, device=args.device,

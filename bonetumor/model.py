@@ -44,6 +44,8 @@ from bonetumor.config import ModelSettings
 
 log = logging.getLogger(__name__)
 
+#: The loss terms torchvision's Mask R-CNN returns in training, in its order.
+LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 #: VGG-19 ("configuration E"): four 2×2 max-pools are kept, so the feature map has stride 16.
 BACKBONE_STRIDE = 16
 #: Input normalisation of torchvision's ImageNet weights — right only when those weights are loaded.

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from bonetumor import CLASSES
+from bonetumor.data.btxrd import IMAGE_SUFFIXES, resized_size
 
 #: File suffixes taken from a folder given as input.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: Overlay colours (RGB) per class name.
 COLOURS = {"benign": (40, 200, 80), "malignant": (230, 40, 40)}
 CSV_COLUMNS = ["file", "status", "detection", "class", "score", "x0", "y0", "x1", "y1", "mask_area", "overlay"]
@@ -42,12 +42,6 @@ def collect_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             out.append(p)
     return out
-
-
-def resized_size(width: int, height: int, image_size: int) -> tuple[int, int]:
-    """``(width, height)`` with the longest side ``image_size`` and the aspect kept (the resize cache's rule)."""
-    scale = image_size / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def read_image(file: str | os.PathLike):

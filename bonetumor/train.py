@@ -57,14 +57,14 @@ from torch.utils.data import DataLoader, Dataset
 import bonetumor
 from bonetumor import io
 from bonetumor.config import Settings
-from bonetumor.model import bf16_backbone, build_model
+from bonetumor.data.dataset import collate_fn, seed_worker
+from bonetumor.model import LOSS_TERMS, bf16_backbone, build_model
 from bonetumor.reporting.provenance import code_state
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "bonetumor-checkpoint/1"
 #: The loss terms of torchvision's Mask R-CNN, in the order they are reported.
-LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 #: Detections at or above this score make up the probability map of :func:`validate`'s mask MSE
 #: (torchvision's own ``box_score_thresh``).
 MSE_SCORE_THRESHOLD = 0.05
@@ -115,26 +115,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _seed_worker(worker_id: int) -> None:
-    # Each DataLoader worker gets torch seed base_seed + worker_id, where base_seed is drawn from the
-    # loader's generator each epoch; NumPy and Python follow it, so augmentations are reproducible.
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def collate(batch: Sequence[tuple]) -> tuple:
-    """``[(image, target), ...]`` → ``(images, targets)`` (torchvision's detection collate)."""
-    return tuple(zip(*batch))
-
-
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, device: torch.device,
                 generator: torch.Generator | None = None) -> DataLoader:
     """A DataLoader with seeded shuffling and workers. Workers are not persistent on purpose: each epoch
     then draws their seeds from ``generator``, which the checkpoint saves, so a resumed run repeats them."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      collate_fn=collate, pin_memory=device.type == "cuda", generator=generator,
-                      worker_init_fn=_seed_worker if num_workers else None, drop_last=False)
+                      collate_fn=collate_fn, pin_memory=device.type == "cuda", generator=generator,
+                      worker_init_fn=seed_worker if num_workers else None, drop_last=False)
 
 
 def rng_state(loader_generator: torch.Generator | None = None) -> dict:

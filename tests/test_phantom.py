@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bonetumor import cli
 from bonetumor.data import layout, phantom
 
 
@@ -214,7 +215,7 @@ def test_interrupted_run_leaves_no_dataset(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone too
 
 
-def test_refuses_to_overwrite_and_validates(tmp_path):
+def test_refuses_to_overwrite_and_validates(tmp_path, capsys):
     out = tmp_path / "ds"
     out.mkdir()
     (out / "keep.txt").write_text("user data")
@@ -227,8 +228,8 @@ def test_refuses_to_overwrite_and_validates(tmp_path):
         phantom.generate(tmp_path / "y", n_images=4, size=16, progress=False)
     empty = tmp_path / "empty"
     empty.mkdir()  # an empty folder is fine
-    message = phantom.cli(empty, images=4, seed=1, size=96, progress=False)
-    assert (empty / "dataset.xlsx").is_file() and "4 synthetic radiographs" in message
+    assert cli.main(["data", "phantom", str(empty), "--images", "4", "--seed", "1", "--size", "96"]) == 0
+    assert (empty / "dataset.xlsx").is_file() and "4 images" in capsys.readouterr().out
 
 
 def test_btxrd_reader_reads_the_phantom(small):

@@ -730,7 +730,8 @@ def load_image(file: str | os.PathLike, max_side: int | None = None):
         raise DatasetError(f"{file}: cannot decode the image ({type(exc).__name__}: {exc})") from exc
 
 
-def _resized_size(width: int, height: int, image_size: int) -> tuple[int, int]:
+def resized_size(width: int, height: int, image_size: int) -> tuple[int, int]:
+    """``(width, height)`` with the longest side ``image_size`` and the aspect kept."""
     scale = image_size / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
@@ -776,7 +777,7 @@ def resize_records(records: Sequence[dict], image_size: int, cache_dir: str | os
     for rec in iterator:
         source = Path(rec["file"])
         w, h = int(rec["width"]), int(rec["height"])
-        nw, nh = _resized_size(w, h, image_size)
+        nw, nh = resized_size(w, h, image_size)
         try:
             key = hashlib.sha1(f"{_CACHE_VERSION}\0{_file_key(source)}".encode()).hexdigest()
         except OSError as exc:

@@ -81,7 +81,7 @@ from scipy import ndimage
 
 from bonetumor.data.layout import BENIGN_SUBTYPES, MALIGNANT_SUBTYPES, SHEET_COLUMNS, SUBTYPES, VIEW_COLUMNS
 
-__all__ = ["generate", "cli", "plan", "render", "SHEET_COLUMNS", "SUBTYPES", "DEFAULT_PROPORTIONS"]
+__all__ = ["generate", "plan", "render", "SHEET_COLUMNS", "SUBTYPES", "DEFAULT_PROPORTIONS"]
 
 VERSION = "1"
 LABELME_VERSION = "5.4.1"
@@ -966,48 +966,3 @@ def generate(out: Path, n_images: int, seed: int = 0, size: int = 512,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def cli(out: str | os.PathLike, images: int = 200, seed: int = 0, size: int = 512, progress: bool = True) -> str:
-    """Entry point for ``bonetumor data phantom OUT --images N --seed S --size PX``: writes the dataset and
-    returns a one-line summary to print. Raises ``ValueError``/``FileExistsError`` with a readable message."""
-    if int(images) < 1:
-        raise ValueError(f"--images must be at least 1, got {images}")
-    path = generate(Path(out), n_images=int(images), seed=int(seed), size=int(size), progress=progress)
-    n_ann = len(list((path / "Annotations").glob("*.json")))
-    return (f"wrote {images} synthetic radiographs ({n_ann} with tumour annotations), seed {seed}, "
-            f"longest side {size}px, to {path}")
-
-
-def example_figure(path: str | os.PathLike, seed: int = 0, size: int = 512,
-                   subtypes: tuple = (None, "osteochondroma", "osteosarcoma", "other mt")) -> Path:
-    """Save a figure of one phantom image per requested subtype (``None`` = normal) with the lesion masks
-    outlined (PNG, or PDF by suffix; deterministic metadata). Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    entries = plan(600, seed)
-    chosen = [next(e for e in entries if e["subtype"] == s and e["duplicate_of"] is None) for s in subtypes]
-    fig, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 4.0))
-    for ax, entry in zip(np.atleast_1d(axes), chosen):
-        img, lesions = render(entry, size)
-        ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        for lesion in lesions:
-            for poly in _polygons(lesion["mask"]):
-                pts = np.array(poly + poly[:1])
-                ax.plot(pts[:, 0] - 0.5, pts[:, 1] - 0.5, color="tab:red", linewidth=1.0)
-        title = entry["subtype"] or "normal"
-        cls = entry["label"]
-        ax.set_title(f"{title}\n({cls}; {entry['site']}, {entry['view']})", fontsize=9)
-        ax.set_axis_off()
-    fig.suptitle(f"Synthetic phantom radiographs (seed {seed}, {size}px); red: annotated lesion mask", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"Software": None} if path.suffix.lower() == ".png" else {"Creator": None, "Producer": None,
-                                                                     "CreationDate": None}
-    fig.savefig(path, dpi=110, metadata=meta)
-    plt.close(fig)
-    return path

@@ -19,9 +19,9 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bonetumor.io import atomic_path  # noqa: E402
+from bonetumor.model import LOSS_TERMS  # noqa: E402
 
 CLASS_COLOURS = {"benign": "#1b9e77", "malignant": "#d95f02"}
-LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
 
 def style() -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
-GROUPS = ("architecture", "data", "run", "paper")
+GROUPS = ("architecture", "data", "run", "evaluate", "predict", "paper")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_messages() -> None:
+    """The package's informational messages (``bonetumor`` logger, e.g. a reused file) on stderr."""
+    logger = logging.getLogger("bonetumor")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("bonetumor: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_messages()
     try:
         return int(args.handler(args) or 0)
     except (FileNotFoundError, ValueError) as exc:

@@ -1,19 +1,27 @@
-"""The steps the notebooks and the CLI share, each done once and reused: the dataset (phantom generated
-when missing), its records and splits, the trained run, the saved predictions and metrics.
+"""The only orchestrator: the steps the notebooks and the command line share, each done once and reused —
+the dataset (phantom generated when missing), its records and splits, the trained run, the saved
+predictions, the validation score threshold and the metrics of a split (one schema, one threshold rule).
 
 Expensive results are written under ``runs/<profile>-<source>-<settings fingerprint>/`` and read back by
-later steps, so that re-drawing a figure never retrains.
+later steps, so that re-drawing a figure never retrains. Informational messages (a reused or stale file) go
+to the ``bonetumor`` logger; the command line shows them, a notebook does not.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from bonetumor import paths
-from bonetumor.config import Settings
+from bonetumor.config import EvalSettings, Settings
 from bonetumor.io import write_json
+
+log = logging.getLogger("bonetumor")
+
+METRICS_FORMAT = "bonetumor-metrics/1"
 
 
 @dataclass
@@ -26,6 +34,16 @@ class Prepared:
     duplicates: list[tuple[int, int]]
     splits: dict[str, list[dict]] = field(default_factory=dict)
 
+    def split(self, name: str) -> list[dict]:
+        """The records of one split; ``ValueError`` naming the dataset when it does not exist or is empty."""
+        if name not in self.splits:
+            raise ValueError(f"no split {name!r} (splits: {', '.join(self.splits)})")
+        if not self.splits[name]:
+            raise ValueError(f"the {name} split of {self.root} is empty")
+        return self.splits[name]
+
+
+# ---- data ----------------------------------------------------------------------------------------------
 
 def ensure_dataset(settings: Settings, progress: bool = True) -> Path:
     """The dataset folder of ``settings``; the phantom is generated there first if it is not complete."""
@@ -61,6 +79,15 @@ def prepare(settings: Settings, progress: bool = True) -> Prepared:
     return Prepared(root, records, problems, duplicates, split)
 
 
+def evaluation_dataset(records: list[dict]):
+    """The Dataset a split is predicted on: the records' resized images, no augmentation."""
+    from bonetumor.data.dataset import BoneTumourDataset
+
+    return BoneTumourDataset(records, train=False)
+
+
+# ---- training ------------------------------------------------------------------------------------------
+
 def run_dir(settings: Settings) -> Path:
     return paths.run_dir(settings.run_name)
 
@@ -74,7 +101,7 @@ def normalisation(records: list[dict]) -> tuple[list[float], list[float]]:
 
 
 def training_data(settings: Settings, prepared: Prepared | None = None):
-    """``(train_dataset, val_dataset or None, image_mean, image_std)`` for :func:`bonetumor.train.train`."""
+    """``(train_dataset, val_dataset or None, image_mean, image_std)`` for :func:`bonetumor.engine.train`."""
     from bonetumor.data.dataset import BoneTumourDataset
 
     prepared = prepared or prepare(settings)
@@ -89,12 +116,13 @@ def training_data(settings: Settings, prepared: Prepared | None = None):
 
 def validation_metrics(settings: Settings):
     """The per-epoch validation callback: box AP50 (``val_ap50``, which picks the best epoch) and mask AP50."""
-    from bonetumor import evaluate
+    from bonetumor.engine.inference import predict
+    from bonetumor.evaluation import coco_metrics
 
     def metrics(model, loader) -> dict:
-        preds = evaluate.predict(model, loader, device=next(model.parameters()).device,
-                                 mask_threshold=settings.evaluate.mask_threshold)
-        coco = evaluate.coco_metrics(preds, loader.dataset.records)
+        preds = predict(model, loader, device=next(model.parameters()).device,
+                        mask_threshold=settings.evaluate.mask_threshold)
+        coco = coco_metrics(preds, loader.dataset.records)
         return {"val_ap50": coco["bbox"]["AP50"], "val_mask_ap50": coco["segm"]["AP50"]}
 
     return metrics
@@ -103,58 +131,137 @@ def validation_metrics(settings: Settings):
 def ensure_trained(settings: Settings, prepared: Prepared | None = None, progress=None, device=None) -> Path:
     """The run folder of ``settings``, trained first if it is not complete (a killed run is resumed). The
     folder's name carries a fingerprint of the settings (:attr:`Settings.run_name`), and
-    :func:`bonetumor.train.train` refuses a checkpoint whose settings differ."""
-    from bonetumor import train
+    :func:`bonetumor.engine.train` refuses a checkpoint whose settings differ."""
+    from bonetumor.engine import train
 
     folder = run_dir(settings)
     info = folder / "run.json"
     if info.is_file() and json.loads(info.read_text()).get("status") == "complete":
         return folder
     train_set, val_set, mean, std = training_data(settings, prepared)
-    train.train(settings, train_set, val_set, folder, mean, std, resume=True, device=device, progress=progress,
-                val_metrics_fn=validation_metrics(settings))
+    train(settings, train_set, val_set, folder, mean, std, resume=True, device=device, progress=progress,
+          val_metrics_fn=validation_metrics(settings))
     return folder
+
+
+# ---- predictions, threshold, metrics ---------------------------------------------------------------------
+
+def _stale_predictions(pred_file: Path, run: Path, wanted: Mapping, which: str) -> dict:
+    """Why the saved predictions cannot be reused (empty when they can)."""
+    from bonetumor.evaluation import load_predictions
+
+    _, meta = load_predictions(pred_file)
+    stale = {k: (meta.get(k), v) for k, v in wanted.items() if meta.get(k) != v}
+    weights = [run / name for name in (("model.safetensors", "best.pt") if which == "best" else (f"{which}.pt",))]
+    if any(w.is_file() and w.stat().st_mtime > pred_file.stat().st_mtime for w in weights):
+        stale["weights"] = "newer than the predictions"
+    return stale
+
+
+def cached_predictions(run: Path, settings: Settings, split: str, records: list[dict], which: str = "best",
+                       device=None, recompute: bool = False) -> tuple[list[dict], Path]:
+    """The predictions of a trained run on one split, computed once and saved as
+    ``<run>/predictions-<split>.json``.
+
+    Saved predictions are reused only when their ``meta`` names the same run, split, checkpoint, data folder
+    and mask threshold and they are newer than the weights; otherwise (or with ``recompute``) the run's
+    model predicts again and the file is replaced."""
+    from bonetumor.engine.determinism import device_for
+    from bonetumor.engine.inference import predict
+    from bonetumor.evaluation import load_predictions, save_predictions
+    from bonetumor.modeling import checkpoints
+
+    run = Path(run)
+    pred_file = run / f"predictions-{split}.json"
+    wanted = {"run": run.name, "split": split, "checkpoint": which, "data": str(settings.data_path),
+              "mask_threshold": settings.evaluate.mask_threshold}
+    if pred_file.is_file() and not recompute:
+        stale = _stale_predictions(pred_file, run, wanted, which)
+        if not stale:
+            log.info("using saved predictions %s", pred_file)
+            return load_predictions(pred_file)[0], pred_file
+        log.info("saved predictions %s were made with other settings %s; predicting again", pred_file, stale)
+    device = device_for(device)
+    model, _ = checkpoints.load_model(run, which=which, device=device)
+    preds = predict(model, evaluation_dataset(records), device, mask_threshold=settings.evaluate.mask_threshold)
+    save_predictions(preds, pred_file, {"settings": settings.tag(), **wanted})
+    return preds, pred_file
+
+
+def validation_threshold(run: Path, settings: Settings, prepared: Prepared, which: str = "best",
+                         device=None) -> dict | None:
+    """The detection score threshold chosen on the validation split
+    (:func:`bonetumor.evaluation.choose_score_threshold` on the run's saved validation predictions), also
+    written to ``<run>/score_threshold.json`` for ``bonetumor predict``. ``None`` when the settings fix the
+    threshold (``evaluate.threshold_from: settings``) or the validation split is empty: the settings'
+    threshold then stays."""
+    from bonetumor.evaluation import choose_score_threshold
+
+    if settings.evaluate.threshold_from != "val":
+        return None
+    val = prepared.splits.get("val")
+    if not val:
+        log.info("the validation split of %s is empty; score threshold %s from the settings", prepared.root,
+                 settings.evaluate.score_threshold)
+        return None
+    preds, _ = cached_predictions(run, settings, "val", val, which=which, device=device)
+    chosen = choose_score_threshold(preds, val, fallback=settings.evaluate.score_threshold)
+    write_json(Path(run) / "score_threshold.json", {**chosen, "checkpoint": which})
+    return chosen
 
 
 def ensure_predictions(settings: Settings, split: str = "test", prepared: Prepared | None = None,
                        device=None) -> Path:
-    """``runs/<run>/predictions-<split>.json``: the best model's predictions on one split, computed once
-    (see :func:`bonetumor.evaluate.cached_predictions`, which ``bonetumor evaluate`` uses too)."""
-    from bonetumor import evaluate
-    from bonetumor.data.dataset import BoneTumourDataset
-
+    """``runs/<run>/predictions-<split>.json``: the best model's predictions on one split, trained and
+    predicted first when needed (:func:`cached_predictions`)."""
     folder = ensure_trained(settings, prepared, device=device)
     prepared = prepared or prepare(settings)
-    dataset = BoneTumourDataset(prepared.splits[split], train=False)
-    _, path = evaluate.cached_predictions(folder, settings, split, dataset, which="best",
-                                          mask_threshold=settings.evaluate.mask_threshold, device=device)
-    return path
+    return cached_predictions(folder, settings, split, prepared.split(split), device=device)[1]
 
 
-def ensure_metrics(settings: Settings, split: str = "test", prepared: Prepared | None = None) -> dict:
-    """All metrics of one split from the saved predictions (``runs/<run>/metrics-<split>.json``). With
-    ``evaluate.threshold_from: val`` the detection score threshold is first chosen on the validation split
-    (:func:`bonetumor.evaluate.choose_score_threshold`)."""
-    from bonetumor import evaluate
-    from bonetumor.data.dataset import BoneTumourDataset
+def _metrics_key(settings: Settings, eval_settings: EvalSettings, which: str, seed: int, pred_file: Path) -> dict:
+    """What a saved metrics file must match to be reused."""
+    return {"format": METRICS_FORMAT, "settings": settings.tag(), "checkpoint": which, "seed": seed,
+            "predictions": str(pred_file), "evaluate_settings": eval_settings.model_dump(mode="json")}
 
-    prepared = prepared or prepare(settings)
-    predictions = ensure_predictions(settings, split, prepared)
-    target = predictions.with_name(f"metrics-{split}.json")
-    if target.is_file() and target.stat().st_mtime >= predictions.stat().st_mtime:
-        saved = json.loads(target.read_text())
-        if saved.get("evaluate_settings") == settings.evaluate.model_dump(mode="json"):
-            return saved
-    preds, _ = evaluate.load_predictions(predictions)
-    eval_settings, threshold = settings.evaluate, None
-    if settings.evaluate.threshold_from == "val" and prepared.splits.get("val"):
-        val = prepared.splits["val"]
-        threshold = evaluate.threshold_from_validation(run_dir(settings), settings, val,
-                                                       BoneTumourDataset(val, train=False))
+
+def ensure_metrics(settings: Settings, split: str = "test", prepared: Prepared | None = None, *,
+                   run: Path | None = None, which: str = "best", overrides: Mapping | None = None,
+                   seed: int | None = None, device=None, recompute: bool = False, out: Path | None = None) -> dict:
+    """Every metric of one split (:func:`bonetumor.evaluation.evaluate_predictions`), written to
+    ``<run>/metrics-<split>.json`` (or ``out``) and reused while its settings, checkpoint, seed and
+    predictions are unchanged. ``bonetumor evaluate`` and the notebooks both call this, so they write and
+    reuse the same file.
+
+    ``run``: a trained run folder (default: the run of ``settings``, trained first when needed).
+    ``overrides``: fields of ``settings.evaluate`` to change (``score_threshold``, ``bootstrap``,
+    ``refine_masks``); a given ``score_threshold`` is used as it is, otherwise the threshold is chosen on the
+    validation split (:func:`validation_threshold`). ``seed``: the bootstrap's (default ``settings.seed``).
+
+    The result has the keys of :func:`~bonetumor.evaluation.evaluate_predictions`, plus
+    ``threshold_selection`` (the validation choice, or ``None``) and ``meta`` (format, settings, run, split,
+    checkpoint, seed, predictions file, evaluation settings)."""
+    from bonetumor.evaluation import evaluate_predictions
+
+    prepared = prepared or prepare(settings, progress=False)
+    run = Path(run) if run is not None else ensure_trained(settings, prepared, device=device)
+    records = prepared.split(split)
+    overrides = {k: v for k, v in dict(overrides or {}).items() if v is not None}
+    eval_settings = settings.evaluate.model_copy(update=overrides)
+    threshold = None if "score_threshold" in overrides else validation_threshold(run, settings, prepared, which, device)
+    if threshold is not None:
         eval_settings = eval_settings.model_copy(update={"score_threshold": threshold["value"]})
-    result = evaluate.evaluate_predictions(preds, prepared.splits[split], eval_settings, seed=settings.seed)
+    preds, pred_file = cached_predictions(run, settings, split, records, which, device, recompute)
+    seed = settings.seed if seed is None else int(seed)
+    target = Path(out) if out is not None else run / f"metrics-{split}.json"
+    key = {**_metrics_key(settings, eval_settings, which, seed, pred_file), "run": run.name, "split": split}
+    if not recompute and target.is_file() and target.stat().st_mtime >= pred_file.stat().st_mtime:
+        saved = json.loads(target.read_text())
+        if saved.get("meta") == key:
+            log.info("using saved metrics %s", target)
+            return saved
+    result = evaluate_predictions(preds, records, eval_settings, seed=seed)
     result["threshold_selection"] = threshold
-    result["description"] = settings.tag()
-    result["evaluate_settings"] = settings.evaluate.model_dump(mode="json")
+    result["meta"] = key
     write_json(target, result)
     return result

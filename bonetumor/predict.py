@@ -139,17 +139,11 @@ def predict_images(model, image_paths: Iterable[str | os.PathLike], out_dir: str
     ``mask_area`` are in pixels of the original file; ``class`` is benign/malignant. ``df.attrs["errors"]``
     lists ``(file, message)`` pairs.
     """
-    import torch
-    import torch.nn.functional as F
-
-    from bonetumor.io import atomic_path, write_text
+    from bonetumor.io import write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = collect_images(image_paths)
-    was_training = model.training
-    model.eval()
-    model.to(device)
     rows: list[dict] = []
     errors: list[tuple[str, str]] = []
     used_names: set[str] = set()
@@ -158,45 +152,18 @@ def predict_images(model, image_paths: Iterable[str | os.PathLike], out_dir: str
         from tqdm.auto import tqdm
 
         iterator = tqdm(files, desc="predict", unit="image")
-    try:
-        for file in iterator:
-            try:
-                image = read_image(file)
-                tensor, (w, h) = _model_input(image, image_size, preprocess)
-                with torch.no_grad():
-                    res = model([tensor.to(device)])[0]
-                keep = (res["scores"] >= score_threshold).nonzero().flatten()
-                W, H = image.size
-                sx, sy = W / w, H / h
-                dets, masks = [], []
-                for i in keep.tolist():
-                    x0, y0, x1, y1 = res["boxes"][i].cpu().tolist()
-                    box = [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
-                    prob = F.interpolate(res["masks"][i:i + 1].float().cpu(), size=(H, W), mode="bilinear",
-                                         align_corners=False)[0, 0]
-                    mask = (prob >= mask_threshold).numpy()
-                    label = int(res["labels"][i])
-                    dets.append({"class": CLASSES[label] if 0 <= label < len(CLASSES) else str(label),
-                                 "score": float(res["scores"][i]), "box": box})
-                    masks.append(mask)
-                name = _overlay_name(file, used_names)
-                with atomic_path(out_dir / name) as tmp:
-                    draw_overlay(image, dets, masks).save(tmp, format="PNG")
-            except Exception as exc:  # one bad image must not stop the others
-                message = str(exc) if str(file) in str(exc) else f"{file}: {exc}"
-                errors.append((str(file), message))
-                print(f"bonetumor predict: error: {message}", file=sys.stderr)
-                rows.append({"file": str(file), "status": f"error: {message}"})
-                continue
-            if not dets:
-                rows.append({"file": str(file), "status": "no detection", "overlay": name})
-            for k, (det, mask) in enumerate(zip(dets, masks)):
-                x0, y0, x1, y1 = (round(v, 1) for v in det["box"])
-                rows.append({"file": str(file), "status": "ok", "detection": k, "class": det["class"],
-                             "score": round(det["score"], 4), "x0": x0, "y0": y0, "x1": x1, "y1": y1,
-                             "mask_area": int(mask.sum()), "overlay": name})
-    finally:
-        model.train(was_training)
+    for file in iterator:
+        try:
+            image, dets, masks = detect_in_file(model, file, image_size, score_threshold, mask_threshold, device,
+                                                preprocess)
+            name = _write_overlay(image, dets, masks, out_dir, _overlay_name(file, used_names))
+        except Exception as exc:  # one bad image must not stop the others
+            message = str(exc) if str(file) in str(exc) else f"{file}: {exc}"
+            errors.append((str(file), message))
+            print(f"bonetumor predict: error: {message}", file=sys.stderr)
+            rows.append({"file": str(file), "status": f"error: {message}"})
+            continue
+        rows.extend(_csv_rows(file, dets, masks, name))
     df = pd.DataFrame(rows, columns=CSV_COLUMNS)
     df["detection"] = df["detection"].astype("Int64")
     df["mask_area"] = df["mask_area"].astype("Int64")
@@ -209,45 +176,51 @@ def predict_images(model, image_paths: Iterable[str | os.PathLike], out_dir: str
     return df
 
 
-# --------------------------------------------------------------------------------------------------------
-# command line: ``bonetumor predict RUN IMAGE... --out DIR``
+def detect_in_file(model, file: Path, image_size: int, score_threshold: float, mask_threshold: float, device,
+                   preprocess: bool | Callable = False):
+    """``(image, detections, masks)`` of one radiograph file: the grayscale PIL image, the detections at or
+    above ``score_threshold`` (``class``, ``score``, ``box`` in original pixels) and their binary masks
+    resized back to the original image."""
+    import torch.nn.functional as F
+
+    from bonetumor.engine.inference import inference_mode
+
+    image = read_image(file)
+    tensor, (w, h) = _model_input(image, image_size, preprocess)
+    with inference_mode(model, device):
+        res = model([tensor.to(device)])[0]
+    keep = (res["scores"] >= score_threshold).nonzero().flatten()
+    W, H = image.size
+    sx, sy = W / w, H / h
+    dets, masks = [], []
+    for i in keep.tolist():
+        x0, y0, x1, y1 = res["boxes"][i].cpu().tolist()
+        box = [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
+        prob = F.interpolate(res["masks"][i:i + 1].float().cpu(), size=(H, W), mode="bilinear",
+                             align_corners=False)[0, 0]
+        mask = (prob >= mask_threshold).numpy()
+        label = int(res["labels"][i])
+        dets.append({"class": CLASSES[label] if 0 <= label < len(CLASSES) else str(label),
+                     "score": float(res["scores"][i]), "box": box})
+        masks.append(mask)
+    return image, dets, masks
 
 
-def add_predict_arguments(parser) -> None:
-    """Arguments of ``bonetumor predict``."""
-    parser.add_argument("run", metavar="RUN", help="run folder, or a run name under runs/")
-    parser.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG radiographs, or folders of them")
-    parser.add_argument("--out", metavar="DIR", required=True, help="folder for overlays and detections.csv")
-    parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint")
-    parser.add_argument("--score-threshold", type=float, default=None,
-                        help="report detections at or above this score (default: the threshold chosen on the "
-                             "validation split, RUN/score_threshold.json, else the run's settings)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+def _write_overlay(image, dets, masks, out_dir: Path, name: str) -> str:
+    from bonetumor.io import atomic_path
+
+    with atomic_path(out_dir / name) as tmp:
+        draw_overlay(image, dets, masks).save(tmp, format="PNG")
+    return name
 
 
-def cli_predict(args) -> int:
-    """Handler of ``bonetumor predict``: 0 when every image was processed, 1 when any failed."""
-    import json
-
-    from bonetumor.evaluate import resolve_run
-    from bonetumor.train import device_for, load_model
-
-    device = device_for(args.device)
-    run_dir = resolve_run(args.run)
-    model, run_info = load_model(run_dir, which=args.which, device=device)
-    settings = run_info.get("settings") or {}
-    evaluate = settings.get("evaluate") or {}
-    image_size = settings["data"]["image_size"]
-    chosen = run_dir / "score_threshold.json"
-    if args.score_threshold is not None:
-        threshold = args.score_threshold
-    elif chosen.is_file():
-        threshold = json.loads(chosen.read_text())["value"]
-    else:
-        threshold = evaluate.get("score_threshold", 0.5)
-    df = predict_images(model, args.images, args.out, int(image_size), score_threshold=float(threshold),
-                        mask_threshold=float(evaluate.get("mask_threshold", 0.5)), device=device)
-    ok = df[~df["status"].str.startswith("error")]
-    print(f"{ok['file'].nunique()} image(s) processed, {int((ok['status'] == 'ok').sum())} detection(s) at score ≥ "
-          f"{float(threshold):g}; written to {Path(args.out) / 'detections.csv'}")
-    return 1 if df.attrs.get("errors") else 0
+def _csv_rows(file: Path, dets, masks, overlay: str) -> list[dict]:
+    if not dets:
+        return [{"file": str(file), "status": "no detection", "overlay": overlay}]
+    rows = []
+    for k, (det, mask) in enumerate(zip(dets, masks)):
+        x0, y0, x1, y1 = (round(v, 1) for v in det["box"])
+        rows.append({"file": str(file), "status": "ok", "detection": k, "class": det["class"],
+                     "score": round(det["score"], 4), "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+                     "mask_area": int(mask.sum()), "overlay": overlay})
+    return rows

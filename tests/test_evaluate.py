@@ -1,23 +1,24 @@
-"""Evaluation metrics against hand-computed cases (bonetumor.evaluate)."""
+"""Evaluation metrics against hand-computed cases (bonetumor.evaluation), inference (bonetumor.engine.inference)
+and the evaluate command through the pipeline."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import time
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from bonetumor import evaluate as ev
+from bonetumor import LABEL_TO_ID, pipeline
+from bonetumor import evaluation as ev
+from bonetumor.data.ground_truth import coco_ground_truth, lesion_rle
+from bonetumor.engine.inference import predict
 from bonetumor.config import EvalSettings, ModelSettings
-from bonetumor.model import build_model
+from bonetumor.modeling.vgg_maskrcnn import build_model
 
 H = W = 64
 
@@ -34,7 +35,7 @@ def record(image_id, label, lesions=(), patient=None, width=W, height=H):
 
 
 def gt_mask(box, h=H, w=W):
-    return ev.decode_mask(ev.lesion_rle({"box": list(box), "polygons": [square(*box)]}, h, w))
+    return ev.decode_mask(lesion_rle({"box": list(box), "polygons": [square(*box)]}, h, w))
 
 
 def pred(image_id, dets=(), h=H, w=W):
@@ -44,7 +45,7 @@ def pred(image_id, dets=(), h=H, w=W):
         name, score, box = det[:3]
         mask = det[3] if len(det) > 3 else gt_mask(box, h, w)
         out["boxes"].append(list(map(float, box)))
-        out["labels"].append(ev.LABEL_TO_ID[name])
+        out["labels"].append(LABEL_TO_ID[name])
         out["scores"].append(float(score))
         out["masks"].append(ev.encode_mask(mask))
     return out
@@ -65,7 +66,7 @@ def perfect():
 
 def test_coco_ground_truth_includes_normal_images_and_mask_areas(perfect):
     records, _ = perfect
-    coco = ev.coco_ground_truth(records)
+    coco = coco_ground_truth(records)
     assert sorted(coco.getImgIds()) == [1, 2, 3]
     assert coco.getAnnIds(imgIds=[3]) == []
     assert {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())} == {1: "benign", 2: "malignant"}
@@ -384,13 +385,13 @@ def tiny_dataset(n=3, h=H, w=48):
 
 def test_predict_save_load_roundtrip(tmp_path):
     data = tiny_dataset()
-    preds = ev.predict(FixedModel(), data, "cpu", mask_threshold=0.5, batch_size=2)
+    preds = predict(FixedModel(), data, "cpu", mask_threshold=0.5, batch_size=2)
     assert [p["image_id"] for p in preds] == [1, 2, 3]
     p = preds[0]
     assert (p["height"], p["width"]) == (H, 48) and p["labels"] == [2] and p["scores"] == [0.75]
     mask = ev.decode_mask(p["masks"][0])
     assert mask.shape == (H, 48) and mask.sum() == 400 and mask[10:30, 10:30].all()
-    assert ev.predict(FixedModel(), data, mask_threshold=0.9)[0]["masks"][0]["counts"] != p["masks"][0]["counts"]
+    assert predict(FixedModel(), data, mask_threshold=0.9)[0]["masks"][0]["counts"] != p["masks"][0]["counts"]
     meta = {"settings": "profile smoke", "run": "r", "split": "test", "score_threshold": 0.5, "mask_threshold": 0.5}
     path = ev.save_predictions(preds, tmp_path / "preds.json", meta)
     loaded, meta2 = ev.load_predictions(path)
@@ -405,7 +406,7 @@ def test_untrained_model_predictions_evaluate_without_crashing():
     torch.manual_seed(0)
     model = build_model(ModelSettings(width=0.0625, pretrained=False, anchor_sizes=(16, 32)), image_size=H)
     data = tiny_dataset(n=3)
-    preds = ev.predict(model, data, "cpu")
+    preds = predict(model, data, "cpu")
     assert model.training  # mode restored
     records = [record(1, "malignant", [("malignant", MAL_BOX)], width=48), record(2, "normal", width=48),
                record(3, "benign", [("benign", (5, 30, 25, 60))], width=48)]
@@ -414,41 +415,70 @@ def test_untrained_model_predictions_evaluate_without_crashing():
     assert result["counts"]["images"] == 3 and result["counts"]["detections"] == sum(len(p["scores"]) for p in preds)
 
 
-def test_cli_evaluate_predicts_once_then_reuses(tmp_path, monkeypatch, capsys):
+def _fake_run(tmp_path, monkeypatch, records, dataset_size):
+    """A run folder whose model is :class:`FixedModel`, evaluated on ``records`` (no dataset on disk)."""
     from bonetumor import config
+    from bonetumor.modeling import checkpoints
 
     settings = config.load("smoke")
-    fake = types.ModuleType("bonetumor.train")
     calls = []
-    fake.load_model = lambda run_dir, which="best", device="cpu": (calls.append(which) or FixedModel(),
-                                                                   {"settings": settings.model_dump(mode="json"),
-                                                                    "weights": str(tmp_path / "model.safetensors")})
-    fake.device_for = lambda preference=None: torch.device("cpu")
-    monkeypatch.setitem(sys.modules, "bonetumor.train", fake)
+    monkeypatch.setattr(checkpoints, "load_model", lambda run_dir, which="best", device="cpu":
+                        (calls.append(which) or FixedModel(), {}))
+    prepared = pipeline.Prepared(tmp_path, records, [], [], {"train": [], "val": [], "test": records})
+    monkeypatch.setattr(pipeline, "prepare", lambda settings, progress=True: prepared)
+    monkeypatch.setattr(pipeline, "evaluation_dataset", lambda recs: tiny_dataset(n=dataset_size))
     (tmp_path / "run.json").write_text(json.dumps({"settings": settings.model_dump(mode="json")}))
+    return settings, calls
+
+
+def test_cli_evaluate_predicts_once_then_reuses(tmp_path, monkeypatch, capsys):
+    from bonetumor.cli import main
+
     records = [record(1, "malignant", [("malignant", (10, 10, 30, 30))], width=48), record(2, "normal", width=48)]
-    load_split = lambda s, split: (records, tiny_dataset(n=2))  # noqa: E731
-    parser = argparse.ArgumentParser()
-    ev.add_evaluate_arguments(parser)
-    args = parser.parse_args([str(tmp_path), "--split", "test", "--json", "--bootstrap", "10"])
-    assert ev.cli_evaluate(args, load_split=load_split) == 0
+    settings, calls = _fake_run(tmp_path, monkeypatch, records, dataset_size=2)
+    argv = ["evaluate", str(tmp_path), "--split", "test", "--json", "--bootstrap", "10"]
+    assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["detection"]["AP"] == pytest.approx(1.0) and out["counts"]["images"] == 2
+    assert out["threshold_selection"] is None  # empty validation split: the settings' threshold
+    assert out["settings"]["score_threshold"] == settings.evaluate.score_threshold
     assert (tmp_path / "predictions-test.json").is_file() and (tmp_path / "metrics-test.json").is_file()
-    # second call: predictions read back, not recomputed (the model now predicts nothing)
+    assert calls == ["best"]
+    # second call: metrics and predictions read back, not recomputed (the model now predicts nothing)
     empty = lambda self, images: [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),  # noqa: E731
                                    "scores": torch.zeros(0), "masks": torch.zeros(0, 1, H, 48)} for _ in images]
     monkeypatch.setattr(FixedModel, "forward", empty)
-    assert ev.cli_evaluate(args, load_split=load_split) == 0
-    assert "using saved predictions" in capsys.readouterr().err
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "using saved predictions" in err and "--recompute" not in err and calls == ["best"]
     assert json.loads((tmp_path / "metrics-test.json").read_text())["detection"]["AP"] == pytest.approx(1.0)
-    # weights newer than the saved predictions: predicted again
+    # weights newer than the saved predictions: predicted again, and the metrics follow
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"")
     os.utime(weights, (time.time() + 60, time.time() + 60))
-    ev.cli_evaluate(args, load_split=load_split)
+    assert main(argv) == 0
     captured = capsys.readouterr()
     assert "predicting again" in captured.err and json.loads(captured.out)["detection"]["AP"] == 0.0
+    assert calls == ["best", "best"]
+
+
+def test_notebook_and_cli_share_one_metrics_file(tmp_path, monkeypatch, capsys):
+    """pipeline.ensure_metrics (notebook 05) reuses what `bonetumor evaluate` wrote, and the other way round."""
+    from bonetumor.cli import main
+
+    records = [record(1, "malignant", [("malignant", (10, 10, 30, 30))], width=48), record(2, "normal", width=48)]
+    settings, calls = _fake_run(tmp_path, monkeypatch, records, dataset_size=2)
+    assert main(["evaluate", str(tmp_path), "--json"]) == 0
+    written = (tmp_path / "metrics-test.json").read_bytes()
+    capsys.readouterr()
+    result = pipeline.ensure_metrics(settings, "test", run=tmp_path)
+    assert (tmp_path / "metrics-test.json").read_bytes() == written  # reused, not rewritten
+    assert result == json.loads(written) and result["meta"]["run"] == tmp_path.name
+    assert calls == ["best"]
+    # other evaluation settings: computed again, into the same file with the same schema
+    again = pipeline.ensure_metrics(settings, "test", run=tmp_path, overrides={"bootstrap": 3})
+    assert again["settings"]["bootstrap"] == 3 and set(again) == set(result)
+    assert calls == ["best"]  # the predictions were still reused
 
 
 def test_image_metrics_equal_sklearn_functions():

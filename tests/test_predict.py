@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-import types
+import json
 
 import numpy as np
 import pandas as pd
@@ -14,7 +12,7 @@ from PIL import Image
 
 from bonetumor import predict as pr
 from bonetumor.config import ModelSettings
-from bonetumor.model import build_model
+from bonetumor.modeling.vgg_maskrcnn import build_model
 
 SIZE = 64
 
@@ -89,21 +87,22 @@ def test_image_without_detection_gets_a_row(folder, tmp_path):
 
 
 def test_cli_predict_with_a_tiny_untrained_model_exits_non_zero_on_a_bad_file(folder, tmp_path, monkeypatch, capsys):
+    from bonetumor import config
+    from bonetumor.cli import main
+    from bonetumor.modeling import checkpoints
+
     torch.manual_seed(0)
     model = build_model(ModelSettings(width=0.0625, pretrained=False, anchor_sizes=(16, 32)), image_size=SIZE)
-    fake = types.ModuleType("bonetumor.train")
-    fake.load_model = lambda run_dir, which="best", device="cpu": (
-        model, {"settings": {"data": {"image_size": SIZE}, "evaluate": {"score_threshold": 0.0, "mask_threshold": 0.5}}})
-    fake.device_for = lambda preference=None: torch.device("cpu")
-    monkeypatch.setitem(sys.modules, "bonetumor.train", fake)
+    settings = config.load("smoke", overrides={"data": {"image_size": SIZE},
+                                               "evaluate": {"score_threshold": 0.0, "mask_threshold": 0.5}})
+    monkeypatch.setattr(checkpoints, "load_model", lambda run_dir, which="best", device="cpu": (model, {}))
     run = tmp_path / "run"
     run.mkdir()
-    parser = argparse.ArgumentParser()
-    pr.add_predict_arguments(parser)
+    (run / "run.json").write_text(json.dumps({"settings": settings.model_dump(mode="json")}))
     out = tmp_path / "pred"
-    args = parser.parse_args([str(run), str(folder / "knee.png"), str(folder / "hand.jpg"), str(folder / "broken.png"),
-                              "--out", str(out), "--device", "cpu"])
-    assert pr.cli_predict(args) == 1
+    argv = ["predict", str(run), str(folder / "knee.png"), str(folder / "hand.jpg"), str(folder / "broken.png"),
+            "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 1
     csv = pd.read_csv(out / "detections.csv")
     assert csv["status"].str.startswith("error").sum() == 1
     assert {"knee_overlay.png", "hand_overlay.png"} <= {p.name for p in out.iterdir()}
@@ -111,8 +110,14 @@ def test_cli_predict_with_a_tiny_untrained_model_exits_non_zero_on_a_bad_file(fo
     assert len(ok) > 0 and ok["class"].isin(["benign", "malignant"]).all()  # threshold 0: untrained boxes listed
     assert "2 image(s) processed" in capsys.readouterr().out
     # all good: status 0
-    args = parser.parse_args([str(run), str(folder / "knee.png"), "--out", str(tmp_path / "pred2"), "--device", "cpu"])
-    assert pr.cli_predict(args) == 0
+    assert main(["predict", str(run), str(folder / "knee.png"), "--out", str(tmp_path / "pred2"), "--device", "cpu"]) == 0
+    # the threshold chosen on validation wins over the settings', a given one over both
+    (run / "score_threshold.json").write_text(json.dumps({"value": 0.99}))
+    assert main(["predict", str(run), str(folder / "knee.png"), "--out", str(tmp_path / "pred3")]) == 0
+    assert "at score ≥ 0.99" in capsys.readouterr().out
+    assert main(["predict", str(run), str(folder / "knee.png"), "--out", str(tmp_path / "pred4"),
+                 "--score-threshold", "0.5"]) == 0
+    assert "at score ≥ 0.5;" in capsys.readouterr().out
 
 
 def test_collect_images_keeps_missing_paths_to_report_them(folder, tmp_path):

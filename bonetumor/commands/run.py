@@ -1,4 +1,4 @@
-"""Sub-commands that run the model: ``train`` (and, added alongside it, ``evaluate`` and ``predict``).
+"""The sub-command that trains the model: ``train`` (``evaluate`` and ``predict`` have modules of their own).
 
 One ``_add_<name>(subparsers)`` function and one ``<name>_command(args) -> int`` handler per sub-command;
 :func:`register` calls every ``_add_*``. Heavy imports (torch, the pipeline) happen inside handlers, so
@@ -16,8 +16,6 @@ import yaml
 
 def register(subparsers) -> None:
     _add_train(subparsers)
-    _add_evaluate(subparsers)
-    _add_predict(subparsers)
 
 
 # ---- shared options ----------------------------------------------------------------------------------
@@ -50,7 +48,7 @@ def _settings(args, extra: dict | None = None):
 
     overrides = _parse_overrides(args.overrides)
     if extra:
-        overrides = config._merge(overrides, extra)
+        overrides = config.merge_overrides(overrides, extra)
     return config.load(args.profile or config.default_profile(), overrides=overrides, data=args.data)
 
 
@@ -77,7 +75,8 @@ def _add_train(subparsers) -> None:
 
 def train_command(args) -> int:
     from bonetumor import paths, pipeline
-    from bonetumor.train import NonFiniteLossError, train
+    from bonetumor.engine.loop import NonFiniteLossError
+    from bonetumor.engine.trainer import train
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
@@ -98,22 +97,3 @@ def train_command(args) -> int:
           f"{per_epoch}; {best}\n  weights {summary['weights']}\n  history {summary['history']}\n"
           f"  run     {summary['run_json']}", flush=True)
     return 0
-
-
-# ---- evaluate and predict (arguments and handlers live beside their code) ------------------------------
-
-def _add_evaluate(subparsers) -> None:
-    from bonetumor.evaluate import add_evaluate_arguments, cli_evaluate
-
-    p = subparsers.add_parser("evaluate", help="metrics of a trained run on a split (COCO AP, Dice, "
-                                               "image-level with pseudo-patient bootstrap CIs)")
-    add_evaluate_arguments(p)
-    p.set_defaults(handler=cli_evaluate)
-
-
-def _add_predict(subparsers) -> None:
-    from bonetumor.predict import add_predict_arguments, cli_predict
-
-    p = subparsers.add_parser("predict", help="detect tumours in your own radiographs: overlay PNGs + detections.csv")
-    add_predict_arguments(p)
-    p.set_defaults(handler=cli_predict)

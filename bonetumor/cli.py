@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+#: Setting this environment variable to 1 shows full tracebacks, as ``--debug`` does.
+DEBUG_ENV = "BONETUMOR_DEBUG"
+#: Failures a user can act on (a missing, unreadable or malformed file, a bad value): one line, no traceback.
+#: ``json.JSONDecodeError`` and the reader's ``DatasetError`` are ``ValueError``; file problems are ``OSError``.
+USER_ERRORS = (OSError, ValueError)
 
 GROUPS = ("architecture", "data", "run", "evaluate", "predict", "paper")
 
@@ -17,15 +24,11 @@ GROUPS = ("architecture", "data", "run", "evaluate", "predict", "paper")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bonetumor", description="bonetumor: the notebooks' work without notebooks "
                                      "(data, architecture, train, evaluate, predict, paper).")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of every error (also: {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
-        try:
-            module = importlib.import_module(f"bonetumor.commands.{group}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bonetumor.commands.{group}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"bonetumor.commands.{group}").register(sub)
     return parser
 
 
@@ -40,11 +43,17 @@ def _show_messages() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The error boundary of every command: a failure of a known kind (:data:`USER_ERRORS`) is printed as
+    one line (its message names the file, the problem and what to do) with exit status 2; any other
+    exception keeps its traceback, and so does every exception with ``--debug`` or ``BONETUMOR_DEBUG=1``."""
     args = build_parser().parse_args(argv)
     _show_messages()
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return int(args.handler(args) or 0)
-    except (FileNotFoundError, ValueError) as exc:
+    except USER_ERRORS as exc:
+        if debug:
+            raise
         print(f"bonetumor: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ image an overlay PNG is written (mask filled semi-transparent, box, class and sc
 ``detections.csv`` lists all detections — each file written atomically.
 
 An image that cannot be read does not stop the others: its error names the file, is printed to stderr and
-becomes a CSV row with status ``error: …``; :func:`cli_predict` then exits with status 1.
+becomes a CSV row with status ``error: …``; :mod:`bonetumor.commands.predict` then exits with status 1.
 """
 
 from __future__ import annotations
@@ -28,17 +28,24 @@ from bonetumor.data.btxrd import IMAGE_SUFFIXES, resized_size
 #: File suffixes taken from a folder given as input.
 #: Overlay colours (RGB) per class name.
 COLOURS = {"benign": (40, 200, 80), "malignant": (230, 40, 40)}
+OVERLAY_SUFFIX = "_overlay.png"
 CSV_COLUMNS = ["file", "status", "detection", "class", "score", "x0", "y0", "x1", "y1", "mask_area", "overlay"]
 
 
-def collect_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
+def collect_images(paths: Iterable[str | os.PathLike], outputs: str | os.PathLike | None = None) -> list[Path]:
     """The given files, and the image files (by suffix, sorted) directly inside any given folder. Paths that
-    do not exist are kept, so that they are reported as errors rather than silently dropped."""
+    do not exist are kept, so that they are reported as errors rather than silently dropped. Overlays this
+    command wrote before (``*_overlay.png`` inside the ``outputs`` folder) are never taken as inputs."""
+    outputs = Path(outputs).resolve() if outputs is not None else None
+
+    def is_output(f: Path) -> bool:
+        return outputs is not None and f.name.endswith(OVERLAY_SUFFIX) and f.resolve().parent == outputs
+
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
             out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                              and not f.name.startswith(".")))
+                              and not f.name.startswith(".") and not is_output(f)))
         else:
             out.append(p)
     return out
@@ -143,7 +150,7 @@ def predict_images(model, image_paths: Iterable[str | os.PathLike], out_dir: str
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = collect_images(image_paths)
+    files = collect_images(image_paths, outputs=out_dir)
     rows: list[dict] = []
     errors: list[tuple[str, str]] = []
     used_names: set[str] = set()

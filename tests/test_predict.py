@@ -125,3 +125,32 @@ def test_collect_images_keeps_missing_paths_to_report_them(folder, tmp_path):
     assert [f.name for f in files] == ["broken.png", "hand.jpg", "knee.png", "missing.png"]
     with pytest.raises(ValueError, match="missing.png"):
         pr.read_image(tmp_path / "missing.png")
+
+
+def test_predicting_twice_into_the_input_folder_never_reads_its_own_overlays(folder):
+    (folder / "broken.png").unlink()
+    first = pr.predict_images(BoxModel(), [folder], folder, image_size=SIZE, score_threshold=0.5)
+    second = pr.predict_images(BoxModel(), [folder], folder, image_size=SIZE, score_threshold=0.5)
+    assert sorted(first["file"].unique()) == sorted(second["file"].unique())
+    assert not second["file"].str.endswith("_overlay.png").any()
+    assert sorted(p.name for p in folder.glob("*_overlay.png")) == ["hand_overlay.png", "knee_overlay.png"]
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-0.1", "1.5", "half"])
+def test_predict_refuses_a_score_threshold_outside_0_1(bad, capsys):
+    from bonetumor.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "run", "x.png", "--out", "o", "--score-threshold", bad])
+    assert exc.value.code == 2 and "--score-threshold" in capsys.readouterr().err
+
+
+def test_predict_out_naming_an_existing_file_is_one_clear_line(folder, tmp_path, capsys):
+    from bonetumor.cli import main
+
+    existing = tmp_path / "taken.csv"
+    existing.write_text("keep me")
+    assert main(["predict", str(tmp_path), str(folder / "knee.png"), "--out", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(existing) in err and "not a folder" in err
+    assert existing.read_text() == "keep me"

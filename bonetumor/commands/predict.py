@@ -12,13 +12,27 @@ def register(subparsers) -> None:
     p.set_defaults(handler=predict_command)
 
 
+def probability(text: str) -> float:
+    """An argparse type: a finite number in [0, 1] (``nan`` or ``2`` are refused with a clear message)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}")
+    return value
+
+
 def add_arguments(parser) -> None:
     """Arguments of ``bonetumor predict``."""
     parser.add_argument("run", metavar="RUN", help="run folder, or a run name under runs/")
     parser.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG radiographs, or folders of them")
     parser.add_argument("--out", metavar="DIR", required=True, help="folder for overlays and detections.csv")
     parser.add_argument("--which", default="best", choices=("best", "last"), help="checkpoint")
-    parser.add_argument("--score-threshold", type=float, default=None,
+    parser.add_argument("--score-threshold", type=probability, default=None,
                         help="report detections at or above this score (default: the threshold chosen on the "
                              "validation split, RUN/score_threshold.json, else the run's settings)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -46,6 +60,9 @@ def predict_command(args) -> int:
     from bonetumor.modeling.checkpoints import load_model, read_run_info, resolve_run
     from bonetumor.predict import predict_images
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder; name a folder for the overlays and detections.csv")
     device = device_for(args.device)
     run = resolve_run(args.run)
     settings = read_run_info(run).settings

@@ -4,23 +4,40 @@ Each notebook is executed into a temporary file and moved to ``reports/notebooks
 so a failed run never leaves a complete-looking copy. The terminal gets one line per notebook; what the
 cells print goes to ``build/logs/<notebook>.log``. At the end, ``reports/provenance.json`` records what
 produced the reports.
+
+The executed copies are published (committed, read on GitHub), so they are written deterministically
+(:func:`publishable`): no papermill or nbclient timestamps and durations, no absolute paths of this machine
+(``<repo>``, ``<tmp>``, ``~`` instead), no widget state (a static viewer cannot show it), progress-bar
+redraws collapsed to their final line; figures (``image/png``) are kept. Identical cell outputs give a
+byte-identical file. The kernels run with ``BONETUMOR_PROGRESS=final`` (see :mod:`bonetumor.progress`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from bonetumor import config, paths
+from bonetumor.io import write_text
 from bonetumor.reporting import provenance, summary
 
 KERNEL = "bonetumor"
 LOGS = paths.ROOT / "build" / "logs"
+#: Environment of the kernels ``make paper`` starts: progress bars write their final line only.
+KERNEL_ENVIRONMENT = {"BONETUMOR_PROGRESS": "final"}
+#: Metadata that records when, how long or on which machine a run happened: not in the published copies.
+RUN_NOTEBOOK_METADATA = ("papermill", "widgets")
+RUN_CELL_METADATA = ("execution", "papermill", "ExecuteTime", "collapsed", "scrolled")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+INJECTED_CELL_ID = "injected-parameters"
+_OVERWRITTEN = re.compile(r"[^\n]*\r(?=[^\n])")  # a line's text before a carriage return is redrawn
 
 
 class NotebookFailed(RuntimeError):
@@ -42,6 +59,21 @@ def ordered_notebooks(folder: Path = paths.NOTEBOOKS) -> list[Path]:
 
 
 @contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for what starts inside (the kernel inherits them), then restore."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def _stderr_to(log):
     """Send this process's standard error, and so the kernel's (a child that inherits it), to ``log``:
     the terminal keeps one line per notebook."""
@@ -56,8 +88,99 @@ def _stderr_to(log):
         os.close(saved)
 
 
+def path_replacements(*, reports: Path | None = None, root: Path = paths.ROOT) -> list[tuple[re.Pattern, str]]:
+    """How the published copies name this machine's absolute paths, most specific first: the repository
+    ``<repo>``, a reports folder outside it ``<reports>``, a temporary folder ``<tmp>``, the home folder
+    ``~``. A path is replaced only as a whole (``/work/main`` never inside ``/work/main2``)."""
+    places = [(Path(root).resolve(), "<repo>"), (Path(tempfile.gettempdir()).resolve(), "<tmp>"),
+              (Path.home().resolve(), "~")]
+    if reports is not None and not Path(reports).resolve().is_relative_to(Path(root).resolve()):
+        places.append((Path(reports).resolve(), "<reports>"))
+    tmp = Path(tempfile.gettempdir()).resolve()
+    replacements = []
+    for place, label in sorted(places, key=lambda item: len(str(item[0])), reverse=True):
+        if str(place) == "/":
+            continue
+        pattern = re.escape(str(place)) + (r"(?:/[^/\s'\"]*)?" if place == tmp else "") + r"(?![\w.-])"
+        replacements.append((re.compile(pattern), label))
+    return replacements
+
+
+def _scrub_text(text: str, replacements) -> str:
+    for pattern, label in replacements:
+        text = pattern.sub(label, text)
+    return text
+
+
+def _scrub_output(output, replacements):
+    """One output with paths replaced, or ``None`` for a widget (a static viewer cannot show it; code that
+    wants to be seen there also displays a picture, as the case browser does)."""
+    if output.get("output_type") == "error":
+        output["traceback"] = [_scrub_text(line, replacements) for line in output.get("traceback", [])]
+        output["evalue"] = _scrub_text(output.get("evalue", ""), replacements)
+        return output
+    data = output.get("data")
+    if data is None:
+        return output
+    if WIDGET_VIEW in data:  # a live widget: its text stand-in ("VBox(children=...)") tells a reader nothing
+        return None
+    for mime, value in data.items():
+        if mime.startswith("text/") and isinstance(value, str):
+            data[mime] = _scrub_text(value, replacements)
+    return output
+
+
+def _clean_outputs(outputs: list, replacements) -> list:
+    """Consecutive stream outputs of one name merged, each progress bar's redraws collapsed to the line a
+    frontend finally shows, paths replaced, widget views dropped."""
+    cleaned = []
+    for output in outputs:
+        if output.get("output_type") == "stream":
+            if cleaned and cleaned[-1].get("output_type") == "stream" and cleaned[-1]["name"] == output["name"]:
+                cleaned[-1]["text"] += output["text"]
+            else:
+                cleaned.append(output)
+            continue
+        output = _scrub_output(output, replacements)
+        if output is not None:
+            cleaned.append(output)
+    for output in cleaned:
+        if output.get("output_type") == "stream":
+            text = _OVERWRITTEN.sub("", output["text"]).replace("\r", "")
+            output["text"] = _scrub_text(text, replacements)
+    return cleaned
+
+
+def publishable(nb, replacements):
+    """A copy of an executed notebook (``nbformat`` node) fit to publish: see the module docstring."""
+    nb = copy.deepcopy(nb)
+    for key in RUN_NOTEBOOK_METADATA:
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        for key in RUN_CELL_METADATA:
+            cell.metadata.pop(key, None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+        if INJECTED_CELL_ID in cell.metadata.get("tags", []):
+            cell["id"] = INJECTED_CELL_ID  # papermill gives it a new random id each run
+        cell.source = _scrub_text(cell.source, replacements)
+        if cell.cell_type == "code":
+            cell.outputs = _clean_outputs(cell.outputs, replacements)
+    return nb
+
+
+def write_publishable(executed: Path, target: Path, reports: Path | None = None) -> Path:
+    """Read an executed notebook, write its :func:`publishable` copy to ``target`` (atomically)."""
+    import nbformat
+
+    nb = publishable(nbformat.read(executed, as_version=4), path_replacements(reports=reports))
+    nbformat.validate(nb)
+    return write_text(target, nbformat.writes(nb) + "\n")
+
+
 def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) -> float:
-    """Execute one notebook with papermill into ``out_dir``; returns its wall time in seconds."""
+    """Execute one notebook with papermill into ``out_dir`` (its published copy: :func:`publishable`);
+    returns its wall time in seconds."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -68,7 +191,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) 
     log_file = LOGS / f"{notebook.stem}.log"
     start = time.perf_counter()
     try:
-        with open(log_file, "w", encoding="utf-8") as log, _stderr_to(log):
+        with open(log_file, "w", encoding="utf-8") as log, _stderr_to(log), _environment(KERNEL_ENVIRONMENT):
             papermill.execute_notebook(
                 str(notebook), str(tmp), parameters=parameters, kernel_name=KERNEL, progress_bar=False,
                 log_output=False, stdout_file=log, stderr_file=log, cwd=str(notebook.parent),
@@ -84,12 +207,16 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) 
     finally:
         if sys.exc_info()[0] is not None:
             tmp.unlink(missing_ok=True)
-    os.replace(tmp, target)
+    reports = Path(parameters["reports_dir"]) if parameters.get("reports_dir") else None
+    try:
+        write_publishable(tmp, target, reports=reports)
+    finally:
+        tmp.unlink(missing_ok=True)
     return time.perf_counter() - start
 
 
 def _clear_outputs(reports: Path) -> None:
-    for sub in ("tables", "figures"):
+    for sub in ("tables", "figures", "notebooks"):
         for path in (reports / sub).glob("*"):
             if path.is_file():
                 path.unlink()
@@ -97,7 +224,8 @@ def _clear_outputs(reports: Path) -> None:
 
 
 def run_paper(profile: str | None = None, data: str | None = None, reports: Path = paths.REPORTS,
-              notebooks: list[Path] | None = None, clinical_csv: str | None = None, stream=None) -> list[NotebookResult]:
+              notebooks: list[Path] | None = None, clinical_csv: str | None = None,
+              stream=None) -> list[NotebookResult]:
     """Run every notebook in order for ``profile`` (default: ``full`` with CUDA, else ``quick``) and write
     ``<reports>/provenance.json``. Raises :class:`NotebookFailed` at the first failing notebook."""
     profile = profile or config.default_profile()

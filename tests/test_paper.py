@@ -1,6 +1,9 @@
 """The `make paper` runner: ordered notebooks through papermill, failures named, nothing half-written."""
 
 import json
+import re
+import tempfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -80,3 +83,91 @@ def test_cli_exit_status_names_the_failure(notebooks, tmp_path, monkeypatch, cap
     assert status == 1
     err = capsys.readouterr().err
     assert "FAILED" in err and "02_fail.ipynb" in err
+
+
+# --------------------------------------------------------------------------------------------------------
+# published copies: deterministic, no run-specific details, figures kept
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def executed_notebook(root, tmp, seconds: float):
+    """What papermill writes for a small notebook: timings, widget state, paths of this machine."""
+    from nbformat.v4 import new_markdown_cell, new_output
+
+    stamp = f"2030-01-01T00:00:{seconds:09.6f}Z"
+    run_meta = {"execution": {"iopub.execute_input": stamp, "shell.execute_reply": stamp},
+                "papermill": {"duration": seconds, "start_time": stamp, "end_time": stamp, "status": "completed"}}
+    bar = "".join(f"\rpredict: {10 * i:3d}%|{'#' * i:<10}| {i}/10 [{i:02d}s]" for i in range(11)) + "\n"
+    cells = [
+        new_code_cell(PARAMETERS, id="aaaa0001", metadata={"tags": ["parameters"], **run_meta}),
+        new_code_cell(f'# Parameters\nreports_dir = "{root}/reports"\n', id=f"random{int(seconds)}",
+                      metadata={"tags": ["injected-parameters"], **run_meta}),
+        new_markdown_cell("text", id="aaaa0002", metadata={"tags": [], **run_meta}),
+        new_code_cell("run()", id="aaaa0003", execution_count=3, metadata=dict(run_meta), outputs=[
+            new_output("stream", name="stdout", text=f"data in {root}/data/phantom and {tmp}/tmpk3x_{seconds}/a.png\n"),
+            new_output("stream", name="stdout", text=bar[:40]),
+            new_output("stream", name="stdout", text=bar[40:]),
+            new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure size 100x100 with 1 Axes>"}),
+            new_output("display_data", data={"application/vnd.jupyter.widget-view+json":
+                                             {"model_id": f"model{seconds}", "version_major": 2, "version_minor": 0},
+                                             "text/plain": "VBox(children=(IntSlider(value=0),))"}),
+            new_output("execute_result", execution_count=3,
+                       data={"text/html": f"<td>{root}/reports/figures</td>", "text/plain": f"{root}2 stays"}),
+        ]),
+    ]
+    nb = new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "bonetumor", "display_name": "Python (bonetumor)", "language": "python"},
+        "papermill": {"duration": seconds, "start_time": stamp, "input_path": f"{root}/notebooks/01.ipynb"},
+        "widgets": {"application/vnd.jupyter.widget-state+json": {"state": {f"model{seconds}": {}}}}})
+    return nb
+
+
+def test_published_copy_has_no_run_details_and_keeps_figures(tmp_path):
+    root, tmp = "/srv/checkout/bonetumor", "/var/tmp-x"
+    replacements = paper.path_replacements(root=Path(root))
+    replacements += [(re.compile(re.escape(tmp) + r"(?:/[^/\s'\"]*)?(?![\w.-])"), "<tmp>")]
+    nb = paper.publishable(executed_notebook(root, tmp, 1.5), replacements)
+    nbformat.validate(nb)
+    assert set(nb.metadata) == {"kernelspec"}
+    assert all(set(cell.metadata) <= {"tags"} for cell in nb.cells)
+    assert "tags" not in nb.cells[2].metadata  # papermill's empty tag lists are dropped
+    assert [cell.id for cell in nb.cells[:2]] == ["aaaa0001", "injected-parameters"]
+    assert nb.cells[1].source == '# Parameters\nreports_dir = "<repo>/reports"\n'
+    outputs = nb.cells[3].outputs
+    assert [o.output_type for o in outputs] == ["stream", "display_data", "execute_result"]
+    assert outputs[0].text == ("data in <repo>/data/phantom and <tmp>/a.png\n"
+                               "predict: 100%|##########| 10/10 [10s]\n")
+    assert outputs[1].data["image/png"] == PNG
+    assert outputs[2].data == {"text/html": "<td><repo>/reports/figures</td>", "text/plain": f"{root}2 stays"}
+    assert outputs[2].execution_count == 3
+
+
+def test_published_copy_is_byte_identical_whatever_the_timings(tmp_path):
+    written = []
+    for seconds in (1.5, 7.25):
+        executed = tmp_path / f"executed-{seconds}.ipynb"
+        nb = executed_notebook(str(paper.paths.ROOT), tempfile.gettempdir(), seconds)
+        nb.cells[3].outputs[0].text = nb.cells[3].outputs[0].text.replace(f"tmpk3x_{seconds}", "tmpk3x")
+        nbformat.write(nb, executed)
+        written.append(paper.write_publishable(executed, tmp_path / f"published-{seconds}.ipynb").read_bytes())
+    assert written[0] == written[1]
+    text = written[0].decode()
+    assert f'{paper.paths.ROOT}/' not in text and tempfile.gettempdir() + "/" not in text
+    assert "duration" not in text and "2030-" not in text and "widget" not in text and "\\r" not in text
+    assert text.endswith("}\n")
+
+
+def test_executed_copy_is_published_clean(tmp_path):
+    notebook = write_notebook(tmp_path / "01_env.ipynb",
+                              "import os\nprint(os.environ['BONETUMOR_PROGRESS'], reports_dir)")
+    reports = tmp_path / "reports"
+    paper.run_paper("smoke", reports=reports, notebooks=[notebook])
+    published = reports / "notebooks" / "01_env.ipynb"
+    executed = nbformat.read(published, as_version=4)
+    assert "papermill" not in executed.metadata
+    assert all("execution" not in c.metadata and "papermill" not in c.metadata for c in executed.cells)
+    assert executed.cells[1].id == "injected-parameters"
+    assert executed.cells[2].outputs[0].text == "final <reports>\n"  # the kernel ran with one-line progress bars
+    assert str(tmp_path) not in published.read_text()
+    assert not list((reports / "notebooks").glob(".*"))  # no temporary copy left behind

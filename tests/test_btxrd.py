@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from bonetumor.data import btxrd
 from bonetumor.data.btxrd import DatasetError, Problem
+from bonetumor.data.coco import mask_to_polygons, write_coco
 
 # ------------------------------------------------------------------------------------------ fixture builder
 
@@ -467,6 +468,45 @@ def test_bad_sheet_values_are_reported(tmp_path):
     assert "IMG000009" not in by
 
 
+def test_read_sheet_is_the_sheet_with_normalised_column_names(clean):
+    df = pd.read_excel(clean / "dataset.xlsx")
+    df.columns = [f" {c.upper()}  " for c in df.columns]  # a header written by hand
+    df.to_excel(clean / "dataset.xlsx", index=False)
+    sheet = btxrd.read_sheet(clean)
+    assert list(sheet.columns) == COLUMNS and len(sheet) == 7
+    assert sheet["image_id"].tolist()[5:] == ["IMG000006.jpeg", "IMG000007.jpg"]
+    assert sheet["tumor"].tolist() == [0, 1, 1, 0, 1, 1, 1] and sheet["gender"].tolist()[:2] == ["M", "F"]
+    assert sheet.equals(btxrd.read_sheet(clean.parent)) and sheet.equals(btxrd.read_sheet(clean / "dataset.xlsx"))
+    df.drop(columns=df.columns[[0, 9]]).to_excel(clean / "dataset.xlsx", index=False)
+    with pytest.raises(DatasetError, match="lacks 2 of the 37 BTXRD columns: image_id, tibia"):
+        btxrd.read_sheet(clean)
+
+
+def test_parse_sheet_reads_rows_as_the_reader_does(tmp_path):
+    contradicting = sheet_row("IMG000008.jpeg", "benign", "osteosarcoma", site=("femur", "knee-joint"))
+    root = make_dataset(tmp_path, items=CLEAN[:3], extra_rows=[contradicting])
+    table, problems = btxrd.parse_sheet(root)
+    assert list(table.columns) == list(btxrd.PARSED_COLUMNS) and table["row"].tolist() == [1, 2, 3, 4]
+    last = table.iloc[-1]
+    assert (last["name"], last["label"], last["subtype"], last["site"]) == ("IMG000008", "benign", "osteosarcoma",
+                                                                            "femur+knee-joint")
+    assert "is malignant but the row says benign" in one(problems, "dataset.xlsx", "row 5")
+    records, _ = btxrd.read_dataset(root)  # IMG000008 has no image: the reader drops it
+    for record, row in zip(records, table.to_dict("records")):
+        assert {k: record[k] for k in ("name", "label", "subtype", "site", "view", "centre", "age", "gender")} == \
+            {k: row[k] for k in ("name", "label", "subtype", "site", "view", "centre", "age", "gender")}
+        assert record["image_id"] == row["row"]
+
+
+def test_find_image_picks_the_file_the_reader_picks(clean):
+    records, _ = btxrd.read_dataset(clean)
+    for record in records:
+        assert btxrd.find_image(clean, record["name"]) == Path(record["file"])
+    assert btxrd.find_image(clean.parent, "IMG000006.jpeg").name == "IMG000006.jpg"  # the sheet's .jpeg, a .jpg
+    with pytest.raises(FileNotFoundError, match="IMG000099"):
+        btxrd.find_image(clean, "IMG000099.jpeg")
+
+
 def test_strict_mode_raises_listing_the_problems(clean):
     (clean / "images" / "IMG000004.jpeg").write_bytes(b"junk")
     with pytest.raises(DatasetError) as info:
@@ -519,7 +559,7 @@ def test_coco_export_loads_in_pycocotools(clean, tmp_path):
     from pycocotools.coco import COCO
 
     records, _ = btxrd.read_dataset(clean)
-    out = btxrd.write_coco(records, tmp_path / "gt" / "coco.json")
+    out = write_coco(records, tmp_path / "gt" / "coco.json")
     coco = COCO(str(out))
     assert sorted(coco.getImgIds()) == list(range(1, 8))
     assert sorted(coco.getAnnIds()) == list(range(1, 7))
@@ -536,12 +576,12 @@ def test_coco_polygons_masks_polygons_keep_iou(clean, tmp_path):
     from pycocotools.coco import COCO
 
     records, _ = btxrd.read_dataset(clean)
-    coco = COCO(str(btxrd.write_coco(records, tmp_path / "coco.json")))
+    coco = COCO(str(write_coco(records, tmp_path / "coco.json")))
     assert len(coco.getAnnIds()) == 6
     for ann in coco.loadAnns(coco.getAnnIds()):
         img = coco.loadImgs(ann["image_id"])[0]
         mask = coco.annToMask(ann).astype(bool)
-        polygons = btxrd.mask_to_polygons(mask)
+        polygons = mask_to_polygons(mask)
         back = dict(ann, segmentation=polygons)
         mask2 = coco.annToMask(back).astype(bool)
         assert mask.shape == (img["height"], img["width"])
@@ -552,7 +592,7 @@ def test_coco_polygons_masks_polygons_keep_iou(clean, tmp_path):
 def test_coco_box_only_lesion_gets_box_polygon(clean, tmp_path):
     _write_shapes(clean, "IMG000002", [rect(10, 20, 50, 60, "osteochondroma")])
     records, _ = btxrd.read_dataset(clean)
-    data = json.loads(btxrd.write_coco(records, tmp_path / "c.json").read_text())
+    data = json.loads(write_coco(records, tmp_path / "c.json").read_text())
     ann = next(a for a in data["annotations"] if a["image_id"] == 2)
     assert ann["segmentation"] == [[10, 20, 50, 20, 50, 60, 10, 60]] and ann["bbox"] == [10, 20, 40, 40]
 

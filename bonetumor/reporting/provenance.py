@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
-import subprocess
 import sys
 import time
 from importlib import metadata
@@ -15,25 +14,10 @@ from pathlib import Path
 from bonetumor import paths
 from bonetumor.config import Settings
 from bonetumor.io import write_json
+from bonetumor.versioning import code_state  # noqa: F401  (provenance.code_state: used by bonetumor.paper)
 
 PACKAGES = ("bonetumor", "torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "scipy",
             "pycocotools", "matplotlib", "seaborn", "pillow", "papermill", "nbval", "jupyterlab", "pydantic")
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=paths.ROOT, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def code_state() -> dict:
-    """Git commit and whether tracked code differed from it (``reports/`` excluded: a run rewrites it).
-    Taken *before* the notebooks run."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def package_versions() -> dict[str, str | None]:

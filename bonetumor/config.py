@@ -94,6 +94,17 @@ class EvalSettings(_Strict):
     refine_masks: bool = False
 
 
+class Target(_Strict):
+    """A number a profile's run is expected to reach (notebook 05 shows it beside the measured one; measured,
+    not enforced): ``metric`` of ``task`` in the long metrics table of
+    :func:`bonetumor.evaluation.metrics_table`, at least ``target``."""
+
+    name: str
+    task: str
+    metric: str
+    target: float
+
+
 class Settings(_Strict):
     profile: str
     seed: int = 0
@@ -103,6 +114,8 @@ class Settings(_Strict):
     evaluate: EvalSettings = EvalSettings()
     #: Per-notebook execution timeout for ``make paper``, seconds.
     notebook_timeout: int = Field(3600, ge=10)
+    #: What this profile's numbers should reach (shown, not enforced); none by default.
+    targets: tuple[Target, ...] = ()
 
     @property
     def data_path(self) -> Path:
@@ -115,9 +128,9 @@ class Settings(_Strict):
 
     def training_fingerprint(self) -> str:
         """Short hash of the settings that decide what a training run learns (not the worker count, the
-        notebook timeout or the evaluation settings)."""
+        notebook timeout, the evaluation settings or the targets)."""
         relevant = self.model_dump(mode="json", exclude={"notebook_timeout": True, "evaluate": True,
-                                                         "train": {"num_workers"}})
+                                                         "targets": True, "train": {"num_workers"}})
         return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -140,7 +153,7 @@ def load(profile: str = "quick", overrides: dict | None = None, data: str | Path
     ``btxrd`` and ``data.path`` to it. Empty string or ``None`` keeps the profile's phantom.
     """
     if data:
-        overrides = _merge(overrides or {}, {"data": {"source": "btxrd", "path": str(data)}})
+        overrides = merge_overrides(overrides or {}, {"data": {"source": "btxrd", "path": str(data)}})
     file = paths.PARAMS / f"{profile}.yaml"
     if not file.is_file():
         raise FileNotFoundError(f"no profile {profile!r}: {file} does not exist (profiles: {', '.join(PROFILES)})")
@@ -148,7 +161,7 @@ def load(profile: str = "quick", overrides: dict | None = None, data: str | Path
         raw = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"{file}: not valid YAML: {exc}") from exc
-    raw = _merge(raw, overrides or {})
+    raw = merge_overrides(raw, overrides or {})
     raw.setdefault("profile", profile)
     try:
         return Settings.model_validate(raw)
@@ -163,11 +176,15 @@ def default_profile() -> str:
     return "full" if torch.cuda.is_available() else "quick"
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge_overrides(base: dict, extra: dict) -> dict:
+    """``base`` with the nested ``extra`` laid over it (a new dict; neither argument is changed): a dict
+    value is merged key by key into ``base``'s dict at the same key, anything else replaces it. E.g.
+    ``merge_overrides({"train": {"lr": 0.01, "epochs": 3}}, {"train": {"epochs": 5}})`` gives
+    ``{"train": {"lr": 0.01, "epochs": 5}}``."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_overrides(out[key], value)
         else:
             out[key] = value
     return out

@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.models import vgg19
 
 from bonetumor import paths
-from bonetumor.model import parameter_count
+from bonetumor.modeling.vgg_maskrcnn import parameter_count
 
 PAPER_TABLE1 = paths.RESOURCES / "table1_paper.csv"
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from bonetumor import architecture, cli, config
-from bonetumor import model as model_module
-from bonetumor.model import build_model, parameter_count
+from bonetumor.modeling import vgg_maskrcnn
+from bonetumor.modeling.vgg_maskrcnn import build_model, parameter_count
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +62,18 @@ def test_detector_trains_and_predicts(roi_op):
         out = model(images)
     assert out[0]["masks"].shape[-2:] == (96, 80) and out[1]["masks"].shape[-2:] == (72, 96)
     pool = model.roi_heads.box_roi_pool
-    assert isinstance(pool, model_module.RoIMaxPool) == (roi_op == "pool")
+    assert isinstance(pool, vgg_maskrcnn.RoIMaxPool) == (roi_op == "pool")
 
 
 def test_roi_max_pool_is_max_pooling():
     features = {"0": torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8)}
-    pool = model_module.RoIMaxPool(output_size=2, spatial_scale=1.0)
+    pool = vgg_maskrcnn.RoIMaxPool(output_size=2, spatial_scale=1.0)
     out = pool(features, [torch.tensor([[0.0, 0.0, 7.0, 7.0]])], [(8, 8)])
     assert out.flatten().tolist() == [27.0, 31.0, 59.0, 63.0]
 
 
 def test_backbone_is_vgg19_without_last_pool():
-    features, init = model_module.vgg19_features(width=1.0)
+    features, init = vgg_maskrcnn.vgg19_features(width=1.0)
     assert init == "random"
     convs = [m for m in features if isinstance(m, torch.nn.Conv2d)]
     pools = [m for m in features if isinstance(m, torch.nn.MaxPool2d)]
@@ -84,7 +84,7 @@ def test_backbone_is_vgg19_without_last_pool():
 
 
 def test_width_multiplier_scales_channels():
-    features, _ = model_module.vgg19_features(width=0.25)
+    features, _ = vgg_maskrcnn.vgg19_features(width=0.25)
     assert features[-2].out_channels == 128
 
 
@@ -92,9 +92,9 @@ def test_imagenet_weights_unavailable_warns_and_falls_back(monkeypatch):
     def offline(self, progress=True):
         raise OSError("no network")
 
-    monkeypatch.setattr(model_module.VGG19_Weights, "get_state_dict", offline)
+    monkeypatch.setattr(vgg_maskrcnn.VGG19_Weights, "get_state_dict", offline)
     with pytest.warns(UserWarning, match="not available.*random initialisation"):
-        _, init = model_module.vgg19_features(width=1.0, pretrained=True)
+        _, init = vgg_maskrcnn.vgg19_features(width=1.0, pretrained=True)
     assert init == "random"
 
 
@@ -102,7 +102,7 @@ def test_imagenet_weights_are_loaded_when_available(monkeypatch):
     from torchvision.models import vgg19
 
     reference = vgg19(weights=None).state_dict()
-    monkeypatch.setattr(model_module.VGG19_Weights, "get_state_dict", lambda self, progress=True: reference)
+    monkeypatch.setattr(vgg_maskrcnn.VGG19_Weights, "get_state_dict", lambda self, progress=True: reference)
     settings = config.load("full").model
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -1,0 +1,201 @@
+"""Checkpoints and trained runs on disk: the checkpoint format, saving and loading it, the weights-only
+``model.safetensors``, the validated ``run.json`` reader, finding a run folder, and rebuilding a trained
+model (:func:`load_model`) — everything inference needs, without the training code.
+
+A checkpoint (``last.pt``, ``best.pt``, ``interrupted.pt``) loads with ``torch.load(path,
+weights_only=True)``: only tensors, dicts, lists, numbers and strings; the settings are a JSON string.
+See :func:`checkpoint_state` for its keys and ``bonetumor.engine.run_files`` for the whole run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+import bonetumor
+from bonetumor import io
+from bonetumor.config import Settings
+from bonetumor.devices import device_for
+from bonetumor.modeling.vgg_maskrcnn import build_model
+
+CHECKPOINT_FORMAT = "bonetumor-checkpoint/1"
+#: The ``format`` field of ``run.json``.
+RUN_FORMAT = "bonetumor-run/1"
+#: The ``format`` field of ``model.safetensors``' metadata.
+WEIGHTS_FORMAT = "bonetumor-weights/1"
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------
+
+def _settings_json(settings: Settings) -> str:
+    return json.dumps(settings.model_dump(mode="json"), sort_keys=True)
+
+
+def checkpoint_state(model: nn.Module, optimizer, scheduler, settings: Settings, epoch: int, iteration: int,
+                     normalisation: Mapping, init: str, history: list[dict], best: Mapping | None,
+                     rng: Mapping, partial: bool = False, step_in_epoch: int = 0) -> dict:
+    """The checkpoint dict. Keys: ``format``, ``epoch`` (complete epochs), ``iteration`` (optimizer
+    steps so far), ``partial`` and ``step_in_epoch`` (Ctrl-C mid-epoch), ``model``, ``optimizer``,
+    ``scheduler`` (state dicts), ``rng`` (torch, cuda, numpy, python, loader — the dict of
+    :func:`bonetumor.engine.determinism.rng_state`), ``settings`` (JSON string), ``normalisation``
+    ({mean, std}), ``init``, ``history`` (JSON string of the rows so far), ``best`` ({epoch, metric, mode,
+    value} or None), ``versions``, ``saved`` (UTC time)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": int(epoch),
+        "iteration": int(iteration),
+        "partial": bool(partial),
+        "step_in_epoch": int(step_in_epoch),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng,
+        "settings": _settings_json(settings),
+        "normalisation": {"mean": [float(v) for v in normalisation["mean"]],
+                          "std": [float(v) for v in normalisation["std"]]},
+        "init": init,
+        "history": json.dumps(history),
+        "best": dict(best) if best else None,
+        "versions": {"bonetumor": bonetumor.__version__, "torch": str(torch.__version__)},
+        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def save_checkpoint(state: Mapping, path: str | os.PathLike) -> Path:
+    with io.atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint written by training, loaded with ``weights_only=True`` (no arbitrary unpickling);
+    ``settings`` and ``history`` come back parsed (dict, list of rows)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a bonetumor checkpoint ({CHECKPOINT_FORMAT})")
+    state["settings"] = json.loads(state["settings"])
+    state["history"] = json.loads(state["history"])
+    return state
+
+
+def save_safetensors(model: nn.Module, path: Path, metadata: Mapping[str, Any]) -> None:
+    """The model's weights only, with ``metadata`` (strings as they are, anything else as JSON)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with io.atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={k: v if isinstance(v, str) else json.dumps(v)
+                                               for k, v in metadata.items()})
+
+
+# ---- run folders -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run's ``run.json``, checked: ``settings`` typed, ``normalisation`` ({mean, std} of 1 or 3 values, or
+    ``None`` when absent), ``init``/``status`` as written, and ``raw``, the file's whole content."""
+
+    run_dir: Path
+    settings: Settings
+    normalisation: dict | None
+    init: str | None
+    status: str | None
+    raw: dict
+
+
+def resolve_run(run: str | os.PathLike) -> Path:
+    """A run folder given as a path, or as a name under ``bonetumor.paths.RUNS``."""
+    from bonetumor import paths
+
+    path = Path(run).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if (paths.RUNS / str(run)).is_dir():
+        return paths.RUNS / str(run)
+    raise FileNotFoundError(f"no run {run!r}: neither {path} nor {paths.RUNS / str(run)} is a folder")
+
+
+def read_run_info(run_dir: str | os.PathLike) -> RunInfo:
+    """Read and check ``run_dir/run.json``. Raises :class:`FileNotFoundError` when there is none and
+    :class:`ValueError` naming the file and the problem when it is not JSON, not a run record of this
+    format, has no valid ``settings``, or a malformed ``normalisation``."""
+    run_dir = Path(run_dir)
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no trained run (no run.json); train one with `bonetumor train`")
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(raw).__name__}")
+    if raw.get("format", RUN_FORMAT) != RUN_FORMAT:
+        raise ValueError(f"{path}: format {raw['format']!r} is not {RUN_FORMAT!r}")
+    if "settings" not in raw:
+        raise ValueError(f"{path}: no 'settings' (is it a run written by `bonetumor train`?)")
+    try:
+        settings = Settings.model_validate(raw["settings"])
+    except ValidationError as exc:
+        raise ValueError(f"{path}: invalid settings: {exc}") from exc
+    return RunInfo(run_dir, settings, _checked_normalisation(raw.get("normalisation"), path), raw.get("init"),
+                   raw.get("status"), raw)
+
+
+def _checked_normalisation(value, path: Path) -> dict | None:
+    if value is None:
+        return None
+    ok = isinstance(value, Mapping) and all(
+        isinstance(value.get(k), list) and len(value[k]) in (1, 3) and all(isinstance(v, (int, float)) for v in value[k])
+        for k in ("mean", "std"))
+    if not ok:
+        raise ValueError(f"{path}: 'normalisation' must be {{mean: [1 or 3 numbers], std: [1 or 3 numbers]}}, got {value!r}")
+    return {"mean": list(value["mean"]), "std": list(value["std"])}
+
+
+def _weights_file(run_dir: Path, which: str) -> Path:
+    candidates = {"best": [run_dir / "model.safetensors", run_dir / "best.pt"],
+                  "last": [run_dir / "last.pt"], "interrupted": [run_dir / "interrupted.pt"]}
+    files = candidates.get(which, [Path(which)])
+    weights = next((f for f in files if f.is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"no {which!r} weights in {run_dir} (looked for {', '.join(f.name for f in files)})")
+    return weights
+
+
+def load_model(run_dir: str | os.PathLike, which: str = "best", device: str | torch.device = "cpu"):
+    """Rebuild a trained model from ``run_dir``: architecture and normalisation from ``run.json``
+    (:func:`read_run_info`), weights from ``model.safetensors`` (``which="best"``, falling back to
+    ``best.pt``), ``last.pt`` (``"last"``), ``interrupted.pt`` (``"interrupted"``) or a given ``.pt`` /
+    ``.safetensors`` path. Never unpickles arbitrary objects. Returns ``(model in eval mode on device,
+    run_info)``, where ``run_info`` is run.json's content plus ``weights`` (the file read) and
+    ``settings_object`` (typed :class:`Settings`)."""
+    run_dir = Path(run_dir)
+    run = read_run_info(run_dir)
+    if run.normalisation is None:
+        raise ValueError(f"{run_dir / 'run.json'}: no 'normalisation', so the model's input scaling is unknown")
+    settings = run.settings
+    weights = _weights_file(run_dir, which)
+    # pretrained=False: the weights are replaced below, so never download ImageNet's just to discard them.
+    model = build_model(settings.model.model_copy(update={"pretrained": False}), image_size=settings.data.image_size,
+                        image_mean=run.normalisation["mean"], image_std=run.normalisation["std"])
+    if weights.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+    else:
+        state = load_checkpoint(weights)["model"]
+    model.load_state_dict(state)
+    model.init = run.raw.get("init", model.init)
+    model.to(device_for(device) if not isinstance(device, torch.device) else device).eval()
+    return model, {**run.raw, "weights": str(weights), "settings_object": settings}

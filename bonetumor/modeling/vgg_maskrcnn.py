@@ -1,0 +1,218 @@
+"""The paper's detector: Mask R-CNN (torchvision) on a VGG-19 feature extractor, 3 classes
+(background, benign, malignant). Paper section 3.3, equations (5)–(13).
+
+How each equation maps onto the parts built here:
+
+* (5) ``C_i = ReLU(W_i * C_{i-1} + b_i)`` — the VGG-19 convolutional layers, :func:`vgg19_features`.
+* (6) box regression and (7) objectness of the Region Proposal Network — torchvision's ``RPNHead``: one
+  3×3 conv, then two sibling 1×1 convs. Two honest differences from the paper's formulas: the regression
+  branch predicts *linear* box deltas (decoded by a box coder), not a sigmoid of coordinates; objectness
+  is one sigmoid logit per anchor, which is the two-way softmax of (7) with one logit fixed at zero.
+* (8) RoI pooling ``MaxPool(C[R])`` — :class:`RoIMaxPool` when ``roi_op="pool"``; the default ``"align"``
+  uses RoIAlign (bilinear sampling), which Mask R-CNN introduced because max pooling's quantisation
+  misaligns masks.
+* (9) class probabilities and (10) box offsets — ``TwoMLPHead`` (the ``W_f`` layers with ReLU) followed by
+  ``FastRCNNPredictor`` (``W_c`` and ``W_b``); the softmax is applied at inference.
+* (11) mask logits ``M`` — ``MaskRCNNHeads`` (conv layers on RoI features) and ``MaskRCNNPredictor``
+  (transposed-conv upsampling, then a per-class 1×1 conv); the sigmoid is applied at inference.
+* (12)–(13) the modified output layer — the predictors are built with ``N = 3`` outputs
+  (background, benign, malignant) and a softmax over them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import warnings
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+from torch import nn
+from torchvision.models import VGG19_BN_Weights, VGG19_Weights
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.vgg import cfgs as VGG_CONFIGS
+from torchvision.models.vgg import make_layers
+from torchvision.ops import MultiScaleRoIAlign, roi_pool
+
+from bonetumor import CLASSES
+from bonetumor.config import ModelSettings
+
+log = logging.getLogger(__name__)
+
+#: The loss terms torchvision's Mask R-CNN returns in training, in its order.
+LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+#: VGG-19 ("configuration E"): four 2×2 max-pools are kept, so the feature map has stride 16.
+BACKBONE_STRIDE = 16
+#: Input normalisation of torchvision's ImageNet weights — right only when those weights are loaded.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Grayscale radiographs replicated to 3 channels, when no statistics of the training images are given:
+#: mid-grey centre, and a spread that maps [0, 1] to about [-2, 2].
+NEUTRAL_MEAN = (0.5, 0.5, 0.5)
+NEUTRAL_STD = (0.25, 0.25, 0.25)
+
+
+def scaled(channels: int, width: float, minimum: int = 8) -> int:
+    """``channels × width``, rounded, never below ``minimum`` (width 1 leaves the paper's numbers)."""
+    return max(minimum, int(round(channels * width)))
+
+
+def vgg19_features(width: float = 1.0, batch_norm: bool = False, pretrained: bool = False) -> tuple[nn.Sequential, str]:
+    """VGG-19's convolutional part without its last max-pool: 16 layers of equation (5), one map of
+    ``512·width`` channels at stride 16. Returns ``(features, init)`` where ``init`` is ``"imagenet"`` when
+    ImageNet weights were loaded and ``"random"`` otherwise.
+
+    ImageNet weights exist only for width 1. They are taken from torchvision's cache
+    (``$TORCH_HOME/hub/checkpoints``) or downloaded; when neither works, a warning says so and how to fix it,
+    and the backbone starts from random initialisation.
+    """
+    cfg = [v if v == "M" else scaled(v, width) for v in VGG_CONFIGS["E"]]
+    features = make_layers(cfg, batch_norm=batch_norm)
+    init = "random"
+    if pretrained:
+        if width != 1:
+            warnings.warn(f"ImageNet weights exist only for width 1, not {width:g}: random initialisation", stacklevel=2)
+        else:
+            weights = VGG19_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG19_Weights.IMAGENET1K_V1
+            try:
+                state = weights.get_state_dict(progress=True)
+            except Exception as exc:  # no network, proxy, corrupt cache: all mean "not available here"
+                warnings.warn(
+                    f"ImageNet weights for {'vgg19_bn' if batch_norm else 'vgg19'} are not available ({exc}); "
+                    f"starting from random initialisation. To use them offline, put {weights.url.rsplit('/', 1)[-1]} "
+                    "in $TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints).", stacklevel=2)
+            else:
+                prefix = "features."
+                features.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+                init = "imagenet"
+    # Drop the fifth max-pool: stride 16 keeps small lesions a few cells wide on the feature map.
+    features = nn.Sequential(*list(features.children())[:-1])
+    return features, init
+
+
+class VGGBackbone(nn.Module):
+    """The feature extractor Mask R-CNN sees: ``out_channels`` and an ordered dict with one map ``"0"``.
+
+    With ``bf16`` set (see :func:`bf16_backbone`) and a CUDA input, the convolutions run under bfloat16
+    autocast and hand float32 features on. Only the backbone: under autocast the heads' box decoding would
+    run in bfloat16, whose 8-bit mantissa puts box corners on a 2-pixel grid between 256 and 512 px."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        self.body = features
+        self.out_channels = [m for m in features.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+        self.bf16 = False
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        if self.bf16 and x.is_cuda:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return OrderedDict([("0", self.body(x).float())])
+        return OrderedDict([("0", self.body(x))])
+
+
+@contextlib.contextmanager
+def bf16_backbone(model: nn.Module, enabled: bool = True):
+    """Run ``model``'s backbone under bfloat16 autocast (CUDA only) inside the ``with`` block."""
+    backbone = model.backbone
+    previous = getattr(backbone, "bf16", False)
+    backbone.bf16 = bool(enabled)
+    try:
+        yield model
+    finally:
+        backbone.bf16 = previous
+
+
+class RoIMaxPool(MultiScaleRoIAlign):
+    """Equation (8): ``RoI pooling(C, R) = MaxPool(C[R])`` — each proposal's window of the stride-16 map is
+    divided into ``output_size × output_size`` cells and each cell max-pooled (Fast R-CNN's RoI pooling).
+
+    It subclasses ``MultiScaleRoIAlign`` only because torchvision's ``MaskRCNN`` accepts nothing else; the
+    forward pass is RoI max pooling on the single stride-16 map."""
+
+    def __init__(self, output_size: int, featmap_name: str = "0", spatial_scale: float = 1.0 / BACKBONE_STRIDE):
+        super().__init__(featmap_names=[featmap_name], output_size=output_size, sampling_ratio=0)
+        self.pool_size = output_size
+        self.featmap_name = featmap_name
+        self.spatial_scale = spatial_scale
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes) -> torch.Tensor:
+        return roi_pool(x[self.featmap_name], boxes, self.pool_size, self.spatial_scale)
+
+
+def _roi_op(kind: str, output_size: int) -> nn.Module:
+    if kind == "pool":
+        return RoIMaxPool(output_size)
+    return MultiScaleRoIAlign(featmap_names=["0"], output_size=output_size, sampling_ratio=2)
+
+
+def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[float] | None = None,
+                image_std: Sequence[float] | None = None) -> MaskRCNN:
+    """Mask R-CNN on VGG-19 with ``len(CLASSES) == 3`` outputs (equations 5–13, see the module docstring).
+
+    ``image_size`` is the longest side of the (already resized) images; the model's own transform is set not
+    to resize them again. ``image_mean``/``image_std`` normalise the 3-channel radiographs: pass the
+    training images' grey-level statistics; when omitted, ImageNet's are used if ImageNet weights were
+    loaded (they expect them), else :data:`NEUTRAL_MEAN`/:data:`NEUTRAL_STD`. The choice is stored on the
+    model as ``model.normalisation``; ``model.init`` says ``"imagenet"`` or ``"random"``.
+    """
+    features, init = vgg19_features(settings.width, settings.backbone == "vgg19_bn", settings.pretrained)
+    backbone = VGGBackbone(features)
+    channels = backbone.out_channels
+    num_classes = len(CLASSES)
+
+    anchors = AnchorGenerator(sizes=(tuple(settings.anchor_sizes),), aspect_ratios=((0.5, 1.0, 2.0),))
+    representation = scaled(1024, settings.width, minimum=64)
+    mask_layers = tuple(scaled(256, settings.width) for _ in range(4))
+
+    if image_mean is None or image_std is None:
+        source = "imagenet" if init == "imagenet" else "neutral"
+        image_mean, image_std = (IMAGENET_MEAN, IMAGENET_STD) if init == "imagenet" else (NEUTRAL_MEAN, NEUTRAL_STD)
+    else:
+        source = "given"
+        image_mean, image_std = _three(image_mean), _three(image_std)
+
+    model = MaskRCNN(
+        backbone,
+        num_classes=None,
+        min_size=image_size,
+        max_size=image_size,
+        image_mean=list(image_mean),
+        image_std=list(image_std),
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=settings.rpn_proposals_train,
+        rpn_post_nms_top_n_train=settings.rpn_proposals_train,
+        rpn_pre_nms_top_n_test=settings.rpn_proposals_test,
+        rpn_post_nms_top_n_test=settings.rpn_proposals_test,
+        rpn_fg_iou_thresh=settings.rpn_fg_iou_thresh,
+        box_batch_size_per_image=settings.box_batch_size_per_image,
+        box_roi_pool=_roi_op(settings.roi_op, 7),
+        box_head=TwoMLPHead(channels * 7 * 7, representation),
+        box_predictor=FastRCNNPredictor(representation, num_classes),
+        box_detections_per_img=settings.box_detections_per_img,
+        mask_roi_pool=_roi_op(settings.roi_op, 14),
+        mask_head=MaskRCNNHeads(channels, mask_layers, dilation=1),
+        mask_predictor=MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], num_classes),
+    )
+    model.init = init
+    model.normalisation = {"source": source, "mean": list(image_mean), "std": list(image_std)}
+    log.info("built %s Mask R-CNN, width %g, RoI %s, %s init, %s normalisation",
+             settings.backbone, settings.width, settings.roi_op, init, source)
+    return model
+
+
+def _three(values: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(v) for v in values)
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"normalisation needs 1 or 3 finite values, got {values}")
+    return values
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

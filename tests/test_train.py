@@ -16,8 +16,14 @@ import torch
 from safetensors.torch import load_file
 
 from bonetumor import cli, config, pipeline
-from bonetumor import train as tr
-from bonetumor.train import LOSS_TERMS, NonFiniteLossError
+from bonetumor.devices import device_for
+from bonetumor.engine.loop import NonFiniteLossError, make_loader
+from bonetumor.engine.schedule import WARMUP_START, lr_factor
+from bonetumor.engine.trainer import train
+from bonetumor.engine.validation import mask_mse, probability_map, validate
+from bonetumor.modeling.checkpoints import (CHECKPOINT_FORMAT, load_checkpoint, load_model, read_run_info,
+                                            resolve_run)
+from bonetumor.modeling.vgg_maskrcnn import LOSS_TERMS, build_model
 
 MEAN, STD = [0.3], [0.2]
 
@@ -91,13 +97,13 @@ def run(tmp_path, name, settings=None, train_set=None, val_set="default", **kwar
     settings = settings or tiny_settings()
     train_set = train_set if train_set is not None else Ellipses(6)
     val_set = Ellipses(3, seed=1) if val_set == "default" else val_set
-    summary = tr.train(settings, train_set, val_set, tmp_path / name, MEAN, STD, device="cpu",
+    summary = train(settings, train_set, val_set, tmp_path / name, MEAN, STD, device="cpu",
                        progress="off", **kwargs)
     return summary
 
 
 def weights(path):
-    return tr.load_checkpoint(path)["model"]
+    return load_checkpoint(path)["model"]
 
 
 def assert_same_weights(a: dict, b: dict):
@@ -145,24 +151,56 @@ def test_every_checkpoint_loads_weights_only(reference):
     run_dir, _ = reference
     for name in ("last.pt", "best.pt"):
         raw = torch.load(run_dir / name, weights_only=True)
-        assert raw["format"] == tr.CHECKPOINT_FORMAT
+        assert raw["format"] == CHECKPOINT_FORMAT
         assert isinstance(raw["settings"], str)
         assert {"model", "optimizer", "scheduler", "rng", "normalisation", "history", "best"} <= raw.keys()
         assert {"torch", "numpy", "python", "loader"} <= raw["rng"].keys()
-    last, best = tr.load_checkpoint(run_dir / "last.pt"), tr.load_checkpoint(run_dir / "best.pt")
+    last, best = load_checkpoint(run_dir / "last.pt"), load_checkpoint(run_dir / "best.pt")
     assert last["epoch"] == 3 and best["epoch"] == last["best"]["epoch"]
     assert config.Settings.model_validate(last["settings"]) == tiny_settings()
     # model.safetensors holds the best epoch's weights; load_model rebuilds that model
     safe = load_file(str(run_dir / "model.safetensors"))
     assert_same_weights(safe, best["model"])
-    model, info = tr.load_model(run_dir)
+    model, info = load_model(run_dir)
     assert not model.training and info["weights"].endswith("model.safetensors")
     assert_same_weights(model.state_dict(), best["model"])
-    model, _ = tr.load_model(run_dir, which="last")
+    model, _ = load_model(run_dir, which="last")
     assert_same_weights(model.state_dict(), last["model"])
     with torch.no_grad():
         out = model([Ellipses(1)[0][0]])
     assert out[0]["masks"].shape[-2:] == (64, 64)
+
+
+def test_read_run_info_validates_run_json(reference, tmp_path):
+    run_dir, _ = reference
+    run = read_run_info(run_dir)
+    assert run.settings == tiny_settings() and run.status == "complete" and run.init == "random"
+    assert run.normalisation == {"mean": MEAN * 3, "std": STD * 3} and run.raw["epochs_done"] == 3
+    with pytest.raises(FileNotFoundError, match="no run.json"):
+        read_run_info(tmp_path)
+    good = json.loads((run_dir / "run.json").read_text())
+    broken = {"not JSON": "{", "not a run": json.dumps({**good, "format": "other/1"}),
+              "no settings": json.dumps({k: v for k, v in good.items() if k != "settings"}),
+              "bad settings": json.dumps({**good, "settings": {**good["settings"], "seed": "x"}}),
+              "bad normalisation": json.dumps({**good, "normalisation": {"mean": [0.1, 0.2], "std": [0.2]}})}
+    messages = {"not JSON": "not valid JSON", "not a run": "format", "no settings": "no 'settings'",
+                "bad settings": "invalid settings", "bad normalisation": "'normalisation'"}
+    for name, text in broken.items():
+        (tmp_path / "run.json").write_text(text)
+        with pytest.raises(ValueError, match=messages[name]):
+            read_run_info(tmp_path)
+
+
+def test_resolve_run_takes_a_folder_or_a_name_under_runs(reference, tmp_path, monkeypatch):
+    from bonetumor import paths
+
+    run_dir, _ = reference
+    assert resolve_run(run_dir) == run_dir.resolve()
+    monkeypatch.setattr(paths, "RUNS", run_dir.parent)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_run(run_dir.name) == run_dir
+    with pytest.raises(FileNotFoundError, match="no run 'missing'"):
+        resolve_run("missing")
 
 
 def test_same_seed_same_weights_other_seed_not(tmp_path, reference):
@@ -208,7 +246,7 @@ def test_ctrl_c_saves_interrupted_checkpoint_and_resume_matches(tmp_path, refere
     raw = torch.load(folder / "interrupted.pt", weights_only=True)
     assert raw["partial"] is True and raw["epoch"] == 1 and raw["step_in_epoch"] == 1
     assert raw["iteration"] == 3 + 1
-    assert tr.load_checkpoint(folder / "last.pt")["epoch"] == 1  # untouched: the last complete epoch
+    assert load_checkpoint(folder / "last.pt")["epoch"] == 1  # untouched: the last complete epoch
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "interrupted" and info["interrupted"]["epoch"] == 2
     # the interrupted weights moved on from last.pt (one more step was taken)
@@ -240,7 +278,7 @@ def test_non_finite_loss_stops_with_epoch_step_and_terms(tmp_path, monkeypatch):
     assert err.value.epoch == 2 and err.value.step == 2
     info = json.loads((tmp_path / "nan" / "run.json").read_text())
     assert info["status"] == "failed" and "NonFiniteLossError" in info["error"]
-    assert tr.load_checkpoint(tmp_path / "nan" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "nan" / "last.pt")["epoch"] == 1
 
 
 def test_loss_falls_when_overfitting_four_images(tmp_path):
@@ -267,7 +305,7 @@ def test_val_metrics_fn_joins_history_and_picks_best(tmp_path):
     history = pd.read_csv(summary["history"])
     assert list(history["val_ap50"]) == [0.2, 0.5, 0.4] and "val_mask_dice" in history
     assert summary["best_epoch"] == 2 and summary["best_metric"] == "val_ap50"
-    assert tr.load_checkpoint(tmp_path / "metrics" / "best.pt")["epoch"] == 2
+    assert load_checkpoint(tmp_path / "metrics" / "best.pt")["epoch"] == 2
     assert seen == [(True, 3)] * 3  # the function gets the validation loader; it sets the model's mode itself
 
 
@@ -277,53 +315,51 @@ def test_mask_mse_and_probability_map():
     gt = torch.zeros(2, 4, 4, dtype=torch.uint8)
     gt[0, 0, :2] = 1
     gt[1, 3, 3] = 1  # union: 3 lesion pixels of 16
-    assert tr.mask_mse(torch.zeros(4, 4), gt) == pytest.approx(3 / 16)
-    assert tr.mask_mse(gt.any(0).float(), gt) == 0
-    assert tr.mask_mse(np.full((4, 4), 0.5), gt.any(0).numpy()) == pytest.approx(0.25)
-    assert tr.mask_mse(torch.ones(4, 4), torch.zeros(0, 4, 4)) == 1.0  # a normal image, all false positive
+    assert mask_mse(torch.zeros(4, 4), gt) == pytest.approx(3 / 16)
+    assert mask_mse(gt.any(0).float(), gt) == 0
+    assert mask_mse(np.full((4, 4), 0.5), gt.any(0).numpy()) == pytest.approx(0.25)
+    assert mask_mse(torch.ones(4, 4), torch.zeros(0, 4, 4)) == 1.0  # a normal image, all false positive
     with pytest.raises(ValueError, match="shape"):
-        tr.mask_mse(torch.zeros(4, 5), gt)
+        mask_mse(torch.zeros(4, 5), gt)
     masks = torch.zeros(3, 1, 4, 4)
     masks[0, 0, 0, 0], masks[1, 0, 0, 0], masks[2, 0, 1, 1] = 0.3, 0.9, 0.8
     output = {"masks": masks, "scores": torch.tensor([0.9, 0.5, 0.01])}
-    prob = tr.probability_map(output, (4, 4))
+    prob = probability_map(output, (4, 4))
     assert prob[0, 0] == pytest.approx(0.9) and prob[1, 1] == 0  # third detection is under 0.05
-    assert tr.probability_map({"masks": masks[:0], "scores": torch.zeros(0)}, (4, 4)).sum() == 0
+    assert probability_map({"masks": masks[:0], "scores": torch.zeros(0)}, (4, 4)).sum() == 0
 
 
 def test_validate_does_not_disturb_training_rng_or_mode():
     settings = tiny_settings()
     torch.manual_seed(0)
-    from bonetumor.model import build_model
-
     model = build_model(settings.model, 64, MEAN, STD)
-    loader = tr.make_loader(Ellipses(3, seed=1), 2, False, 0, torch.device("cpu"))
+    loader = make_loader(Ellipses(3, seed=1), 2, False, 0, torch.device("cpu"))
     state = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
-    a = tr.validate(model, loader, torch.device("cpu"), 0.5, seed=3)
+    a = validate(model, loader, torch.device("cpu"), 0.5, seed=3)
     assert torch.equal(torch.get_rng_state(), state[0]) and model.training
     assert (np.random.get_state()[1] == state[1]).all() and random.getstate() == state[2]
     model.eval()
-    b = tr.validate(model, loader, torch.device("cpu"), 0.5, seed=3)
+    b = validate(model, loader, torch.device("cpu"), 0.5, seed=3)
     assert not model.training
     a.pop("val_seconds"), b.pop("val_seconds")
     assert a == b and 0 <= a["val_mask_mse"] <= 1 and math.isfinite(a["val_loss_total"])
 
 
 def test_schedule_warmup_then_cosine_or_multistep():
-    f = [tr.lr_factor(i, 100, 10) for i in range(100)]
-    assert f[0] == pytest.approx(tr.WARMUP_START) and f[10] == pytest.approx(1.0)
+    f = [lr_factor(i, 100, 10) for i in range(100)]
+    assert f[0] == pytest.approx(WARMUP_START) and f[10] == pytest.approx(1.0)
     assert all(a < b for a, b in zip(f[:10], f[1:11])) and all(a >= b for a, b in zip(f[10:], f[11:]))
     assert f[55] == pytest.approx(0.5) and f[99] < 0.001
-    m = [tr.lr_factor(i, 26, 0, "multistep") for i in range(26)]
+    m = [lr_factor(i, 26, 0, "multistep") for i in range(26)]
     assert m[15] == 1 and m[16] == pytest.approx(0.1) and m[22] == pytest.approx(0.01)
 
 
 def test_device_for():
-    assert tr.device_for("cpu").type == "cpu"
-    assert tr.device_for().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert device_for("cpu").type == "cpu"
+    assert device_for().type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
-            tr.device_for("cuda")
+            device_for("cuda")
 
 
 # ---- command line ------------------------------------------------------------------------------------
@@ -337,8 +373,7 @@ def test_cli_train(tmp_path, monkeypatch, capsys):
 
     ap50 = iter([0.0, 0.0])  # a tie, as early in training: the lower validation loss decides
     monkeypatch.setattr(pipeline, "training_data", training_data)
-    monkeypatch.setattr(pipeline, "validation_metrics", lambda settings: lambda model, loader: {"val_ap50": next(ap50)},
-                        raising=False)
+    monkeypatch.setattr(pipeline, "validation_metrics", lambda settings: lambda model, loader: {"val_ap50": next(ap50)})
     out = tmp_path / "cli-run"
 
     def argv(epochs, *extra):
@@ -357,7 +392,7 @@ def test_cli_train(tmp_path, monkeypatch, capsys):
     assert cli.main(argv(1)) == 2
     assert "--resume" in capsys.readouterr().err
     assert cli.main(argv(2, "--resume")) == 0
-    assert tr.load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
     history = pd.read_csv(out / "history.csv")
     assert list(history["val_ap50"]) == [0.0, 0.0]
     best = json.loads((out / "run.json").read_text())["best"]

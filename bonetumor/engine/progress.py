@@ -1,0 +1,52 @@
+"""How training reports progress: tqdm bars with an ETA, one line per epoch, or nothing."""
+
+from __future__ import annotations
+
+import sys
+from typing import Mapping
+
+
+def resolve_progress(progress) -> str:
+    """``"bar"``, ``"line"`` or ``"off"`` from ``train``'s ``progress`` argument (None: a bar when stderr is
+    a terminal, else lines)."""
+    if progress is None:
+        return "bar" if sys.stderr.isatty() else "line"
+    if progress is True:
+        return "bar"
+    if progress is False:
+        return "line"
+    if progress not in ("bar", "line", "off"):
+        raise ValueError(f"progress must be None, True, False, 'bar', 'line' or 'off', not {progress!r}")
+    return progress
+
+
+def progress_bar(show: str, total: int):
+    """A tqdm bar over ``total`` iterations when ``show`` is ``"bar"``, else ``None``."""
+    if show != "bar":
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="it", dynamic_ncols=True, leave=True)
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def epoch_line(row: Mapping, epochs: int, eta: float | None) -> str:
+    """One line on an epoch: losses, learning rate, validation numbers, speed and the time left."""
+    parts = [f"epoch {row['epoch']}/{epochs}",
+             f"loss {row['loss_total']:.4f} (cls {row['loss_classifier']:.3f} box {row['loss_box_reg']:.3f} "
+             f"mask {row['loss_mask']:.3f} obj {row['loss_objectness']:.3f} rpn {row['loss_rpn_box_reg']:.3f})",
+             f"lr {row['lr']:.2e}"]
+    if "val_loss_total" in row:
+        parts.append(f"val loss {row['val_loss_total']:.4f} mse {row['val_mask_mse']:.4f}")
+    if "val_ap50" in row:
+        parts.append(f"AP50 {row['val_ap50']:.3f}")
+    parts.append(f"{row['seconds']:.1f}s {row['images_per_s']:.1f} img/s")
+    if eta is not None:
+        parts.append(f"eta {duration(eta)}")
+    return "  ".join(parts)

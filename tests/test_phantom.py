@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from bonetumor import cli
-from bonetumor.data import layout, phantom
+from bonetumor.data import btxrd, layout, phantom
+from bonetumor.data.phantom import radiograph
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -199,7 +200,7 @@ def test_no_global_histogram_shortcut():
 
 def test_interrupted_run_leaves_no_dataset(tmp_path, monkeypatch):
     calls = {"n": 0}
-    original = phantom.render
+    original = radiograph.render
 
     def failing(entry, size):
         calls["n"] += 1
@@ -207,7 +208,7 @@ def test_interrupted_run_leaves_no_dataset(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return original(entry, size)
 
-    monkeypatch.setattr(phantom, "render", failing)
+    monkeypatch.setattr(radiograph, "render", failing)  # the renderer generate() calls for each image
     out = tmp_path / "ds"
     with pytest.raises(RuntimeError, match="disk full"):
         phantom.generate(out, n_images=12, seed=0, size=96, progress=False, workers=1)
@@ -234,7 +235,6 @@ def test_refuses_to_overwrite_and_validates(tmp_path, capsys):
 
 def test_btxrd_reader_reads_the_phantom(small):
     """Real and synthetic data take the same path: the BTXRD reader accepts the phantom without problems."""
-    btxrd = pytest.importorskip("bonetumor.data.btxrd")
     records, problems = btxrd.read_dataset(small)
     assert len(records) == 60
     assert not [p for p in problems if "duplicate" not in str(p).lower()], problems[:5]

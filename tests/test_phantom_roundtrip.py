@@ -7,6 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from bonetumor.data import btxrd, phantom
+from bonetumor.data.coco import mask_to_polygons, write_coco
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +32,14 @@ def test_reader_counts_what_the_generator_wrote(phantom200):
 
 def test_coco_loads_and_masks_survive_polygon_roundtrip(phantom200, tmp_path):
     records, _ = btxrd.read_dataset(phantom200)
-    coco = COCO(str(btxrd.write_coco(records, tmp_path / "coco.json")))
+    coco = COCO(str(write_coco(records, tmp_path / "coco.json")))
     assert len(coco.getImgIds()) == 200
     anns = coco.loadAnns(coco.getAnnIds())
     assert len(anns) == sum(len(r["lesions"]) for r in records) > 0
     ious = []
     for ann in anns:
         mask = coco.annToMask(ann).astype(bool)
-        polygons = btxrd.mask_to_polygons(mask)
+        polygons = mask_to_polygons(mask)
         back = coco.annToMask(dict(ann, segmentation=polygons)).astype(bool)
         ious.append((mask & back).sum() / (mask | back).sum())
     assert min(ious) >= 0.9, min(ious)

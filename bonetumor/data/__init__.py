@@ -1,5 +1,17 @@
-"""Data layer: the BTXRD reader, the synthetic phantom (which writes the BTXRD layout), splits, the
-clinical table and the torch Dataset.
+"""Data layer: the BTXRD reader, the synthetic phantom (which writes the BTXRD layout), COCO export, splits,
+the clinical table and the torch Dataset.
+
+=====================  ===================================================================================
+module                 holds
+=====================  ===================================================================================
+:mod:`.layout`         the BTXRD layout's vocabulary: the sheet's 37 columns, subtypes and their classes
+:mod:`.btxrd`          a BTXRD-layout folder → records (sheet, LabelMe, image probing), resize cache, download
+:mod:`.phantom`        synthetic radiographs + LabelMe + sheet in the BTXRD layout, deterministic from a seed
+:mod:`.coco`           COCO export of records and mask ↔ polygon conversion
+:mod:`.splits`         pseudo-patients, duplicate components, grouped / centre / random splits
+:mod:`.clinical`       the Kaggle clinical CSV
+:mod:`.dataset`        the torch Dataset and paired transforms
+=====================  ===================================================================================
 
 A *record* is a plain dict describing one image (the detectron2 "dataset dict" idea); pixels are read
 in the Dataset, never before::

@@ -1,8 +1,10 @@
 """Table 2 of the paper, regenerated honestly: the paper's rows *as reported* (with whether each figure could
-be traced to the cited work, ``shared/DATASETS.md`` section 3) beside the rows *measured here*."""
+be traced to the cited work, ``shared/DATASETS.md`` section 3) beside the rows *measured here*; and the same
+comparison in the long form Figure 7 draws."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from bonetumor import paths
@@ -11,6 +13,8 @@ PAPER_TABLE2 = paths.RESOURCES / "table2_paper.csv"
 METRICS = ("accuracy", "precision", "recall", "f1")
 TASKS = {"tumour_vs_normal": "tumour vs normal (per image)",
          "benign_vs_malignant": "benign vs malignant (per tumour image)"}
+#: Figure 7's name for each metric.
+METRIC_LABELS = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "F1"}
 
 
 def paper_rows() -> pd.DataFrame:
@@ -23,15 +27,41 @@ def measured_rows(metrics: pd.DataFrame, tag: str) -> pd.DataFrame:
     one per classification task, as "value [low, high]" percent strings plus numeric columns."""
     rows = []
     for task, label in TASKS.items():
-        part = metrics[(metrics["task"] == task) & metrics["metric"].isin(METRICS)].set_index("metric")
+        part = _task_metrics(metrics, task)
         if part.empty:
             continue
         row = {"method": "VGG-19 Mask R-CNN (this project)", "task": label, "source": f"measured here: {tag}"}
         for metric in METRICS:
-            value, low, high = (100 * part.loc[metric, c] for c in ("value", "ci_low", "ci_high"))
+            value, low, high = _percent(part, metric)
             row[metric] = round(value, 2)
             row[f"{metric}_ci"] = f"[{low:.1f}, {high:.1f}]"
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _task_metrics(metrics: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The rows of one task's four Table 2 metrics, indexed by metric."""
+    return metrics[(metrics["task"] == task) & metrics["metric"].isin(METRICS)].set_index("metric")
+
+
+def _percent(part: pd.DataFrame, metric: str) -> tuple[float, float, float]:
+    """Value and 95 % interval of one metric, in percent."""
+    return tuple(100 * part.loc[metric, c] for c in ("value", "ci_low", "ci_high"))
+
+
+def figure7_rows(metrics: pd.DataFrame, synthetic: bool) -> pd.DataFrame:
+    """Figure 7's comparison in long form (``row, metric, value, ci_low, ci_high``, percent): the paper's
+    "Proposed" row as reported (no interval), then the rows measured here, one per classification task
+    (marked ``[synthetic]`` on the phantom)."""
+    paper = paper_rows().iloc[0]
+    rows = [{"row": "paper, Proposed (as reported)", "metric": METRIC_LABELS[m], "value": paper[m],
+             "ci_low": np.nan, "ci_high": np.nan} for m in METRICS]
+    for task, name in TASKS.items():
+        part = _task_metrics(metrics, task)
+        for metric in METRICS:
+            rows.append({"row": f"measured: {name}" + (" [synthetic]" if synthetic else ""),
+                         "metric": METRIC_LABELS[metric], **dict(zip(("value", "ci_low", "ci_high"),
+                                                                      _percent(part, metric)))})
     return pd.DataFrame(rows)
 
 

@@ -15,7 +15,10 @@ PROFILE ?=
 DATA ?=
 CLINICAL_CSV ?=
 
-.PHONY: help env paper test pytest nbval lab strip clean distclean
+# Extra arguments for `make lab`, e.g. LAB_ARGS="--no-browser --port 8899".
+LAB_ARGS ?=
+
+.PHONY: help env lab-setup paper test pytest nbval lab strip clean distclean
 
 help: ## show this help
 	@echo "bonetumor — reproducible companion to a VGG-19 Mask R-CNN bone-tumour paper"
@@ -24,7 +27,7 @@ help: ## show this help
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-env: $(STAMP) ## create .venv, install the package and its pinned dependencies, register the Jupyter kernel
+env: $(STAMP) lab-setup ## create .venv, install the package and its pinned dependencies, register the Jupyter kernel
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +35,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name bonetumor --display-name "Python (bonetumor)"
 	@touch $@
+
+# Opening or running a notebook never shows in `git status`: a save hook for notebooks/ and the nbstripout git
+# filter of .gitattributes (see bonetumor/lab.py); "Python (bonetumor)" the default kernel.
+lab-setup: $(STAMP)
+	@$(BIN)/python tools/lab_setup.py install
 
 paper: env ## run notebooks/NN_*.ipynb in order (papermill) and regenerate reports/
 	$(BIN)/bonetumor paper $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATA),--data "$(DATA)") \
@@ -46,14 +54,15 @@ nbval: env
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name bonetumor \
 		--nbval-cell-timeout 600 notebooks
 
-lab: env ## open the notebooks in JupyterLab
-	$(BIN)/jupyter lab notebooks
+lab: env ## open JupyterLab at the project root (notebooks/ and reports/), "Python (bonetumor)" the default kernel
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
 
 strip: env ## remove outputs from the notebooks in notebooks/ (executed copies live in reports/notebooks/)
-	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
+	$(BIN)/python tools/lab_setup.py strip notebooks/*.ipynb
 
 clean: ## remove scratch outputs, smoke-profile data and runs
 	rm -rf build .pytest_cache data/phantom-smoke-* runs/smoke-*
 
-distclean: clean ## also remove .venv, all generated data and all training runs
+distclean: clean ## also remove .venv, all generated data and all training runs (and the git filter that needs .venv)
 	rm -rf $(VENV) data runs
+	-@git config --remove-section filter.nbstripout 2>/dev/null; git config --remove-section diff.ipynb 2>/dev/null; true

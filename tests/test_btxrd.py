@@ -589,12 +589,26 @@ def test_coco_polygons_masks_polygons_keep_iou(clean, tmp_path):
         assert iou >= 0.9, (ann["id"], iou)
 
 
-def test_coco_box_only_lesion_gets_box_polygon(clean, tmp_path):
+def test_coco_box_only_lesion_gets_its_box_as_mask(clean, tmp_path):
+    from pycocotools.coco import COCO
+
     _write_shapes(clean, "IMG000002", [rect(10, 20, 50, 60, "osteochondroma")])
     records, _ = btxrd.read_dataset(clean)
-    data = json.loads(write_coco(records, tmp_path / "c.json").read_text())
-    ann = next(a for a in data["annotations"] if a["image_id"] == 2)
-    assert ann["segmentation"] == [[10, 20, 50, 20, 50, 60, 10, 60]] and ann["bbox"] == [10, 20, 40, 40]
+    coco = COCO(str(write_coco(records, tmp_path / "c.json")))
+    ann = coco.loadAnns(coco.getAnnIds(imgIds=[2]))[0]
+    mask = coco.annToMask(ann).astype(bool)
+    assert mask[20:60, 10:50].all() and mask.sum() == 40 * 40 and ann["bbox"] == [10, 20, 40, 40]
+
+
+def test_exported_coco_is_the_evaluated_ground_truth(clean, tmp_path):
+    """One definition: the exported file holds exactly the ground truth the evaluation scores."""
+    from bonetumor.data.coco import coco_ground_truth
+
+    records, _ = btxrd.read_dataset(clean)
+    exported = json.loads(write_coco(records, tmp_path / "c.json").read_text())
+    evaluated = coco_ground_truth(records).dataset
+    for key in ("images", "annotations", "categories"):
+        assert exported[key] == json.loads(json.dumps(evaluated[key])), key
 
 
 # ------------------------------------------------------------------------------------------ resize cache

@@ -15,7 +15,7 @@ import torch
 
 from bonetumor import LABEL_TO_ID, pipeline
 from bonetumor import evaluation as ev
-from bonetumor.data.ground_truth import coco_ground_truth, lesion_rle
+from bonetumor.data.coco import coco_ground_truth, lesion_rle
 from bonetumor.engine.inference import predict
 from bonetumor.config import EvalSettings, ModelSettings
 from bonetumor.modeling.vgg_maskrcnn import build_model

@@ -11,10 +11,14 @@ import numpy as np
 import pandas as pd
 
 from bonetumor import LABEL_TO_ID
-from bonetumor.data.ground_truth import ID_TO_LABEL
+from bonetumor.data.coco import ID_TO_LABEL
 from bonetumor.evaluation.predictions import aligned_pairs
 
 NORMAL, TUMOUR = "normal", "tumour"
+#: The three image classes, in the order every three-class result uses.
+THREE_CLASSES = ("normal", "benign", "malignant")
+IMAGE_TABLE_COLUMNS = ["image_id", "patient", "truth", "truth_tumour", "pred_class", "pred_tumour", "tumour_score",
+                       "malignancy_score", "n_kept", "benign_score", "subtype", "centre"]
 
 
 def image_table(preds: Sequence[Mapping], records: Sequence[Mapping], score_threshold: float = 0.5) -> pd.DataFrame:
@@ -26,15 +30,16 @@ def image_table(preds: Sequence[Mapping], records: Sequence[Mapping], score_thre
     * ``pred_tumour`` — the image is "tumour" when it has at least one kept detection, else "normal".
     * ``pred_class`` — the class (benign/malignant) of the image's top-scoring kept detection; ``normal``
       when there is none.
-    * ``tumour_score`` — the highest score of any detection, ``malignancy_score`` — the highest score of any
-      malignant detection (0 when there is none); both over **all** saved detections (not thresholded), so
-      that ROC AUC sees the full ranking.
+    * ``tumour_score`` — the highest score of any detection, ``malignancy_score`` / ``benign_score`` — the
+      highest score of any malignant / benign detection (0 when there is none); all over **all** saved
+      detections (not thresholded), so that ROC AUC sees the full ranking.
 
     Columns: ``image_id, patient, truth, truth_tumour, pred_class, pred_tumour, tumour_score,
-    malignancy_score, n_kept``.
+    malignancy_score, n_kept, benign_score, subtype, centre`` (the last two from the record, ``None`` when
+    it has none).
     """
     rows = []
-    malignant_id = LABEL_TO_ID["malignant"]
+    malignant_id, benign_id = LABEL_TO_ID["malignant"], LABEL_TO_ID["benign"]
     for record, pred in aligned_pairs(preds, records):
         scores = np.asarray(pred["scores"], float)
         labels = np.asarray(pred["labels"], int)
@@ -57,9 +62,11 @@ def image_table(preds: Sequence[Mapping], records: Sequence[Mapping], score_thre
             "tumour_score": float(scores.max()) if len(scores) else 0.0,
             "malignancy_score": float(scores[labels == malignant_id].max()) if (labels == malignant_id).any() else 0.0,
             "n_kept": int(keep.sum()),
+            "benign_score": float(scores[labels == benign_id].max()) if (labels == benign_id).any() else 0.0,
+            "subtype": record.get("subtype"),
+            "centre": record.get("centre"),
         })
-    return pd.DataFrame(rows, columns=["image_id", "patient", "truth", "truth_tumour", "pred_class", "pred_tumour",
-                                       "tumour_score", "malignancy_score", "n_kept"])
+    return pd.DataFrame(rows, columns=IMAGE_TABLE_COLUMNS)
 
 
 def _binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, correct: np.ndarray | None = None) -> dict:
@@ -165,4 +172,45 @@ def confusion(table: pd.DataFrame) -> dict:
         "three_class": {"labels": three, "matrix": (confusion_matrix(table["truth"], table["pred_class"], labels=three)
                                                     if len(table) else np.zeros((3, 3), int)).tolist()},
     }
+
+
+def three_class(table: pd.DataFrame) -> dict:
+    """Normal / benign / malignant on all images, as BTXRD's peers report it: per-class precision and recall
+    of ``pred_class`` against ``truth`` (``precision_<class>``, ``recall_<class>``), balanced accuracy (the
+    mean recall over the classes present, scikit-learn's definition), macro one-vs-rest ROC AUC and the
+    malignant recall singled out (``malignant_recall``: the clinically costly miss).
+
+    Per-class scores for the AUC: normal ``1 − tumour_score``, benign ``benign_score``, malignant
+    ``malignancy_score``; a class's AUC is undefined when the class is absent or alone, and the macro AUC
+    is the mean over the defined ones (NaN when none is). Undefined values are NaN."""
+    truth = table["truth"].to_numpy()
+    pred = table["pred_class"].to_numpy()
+    out: dict[str, float] = {}
+    recalls = []
+    for cls in THREE_CLASSES:
+        tp = int(((truth == cls) & (pred == cls)).sum())
+        n_true, n_pred = int((truth == cls).sum()), int((pred == cls).sum())
+        out[f"precision_{cls}"] = tp / n_pred if n_pred else math.nan
+        out[f"recall_{cls}"] = tp / n_true if n_true else math.nan
+        if n_true:
+            recalls.append(out[f"recall_{cls}"])
+    out["balanced_accuracy"] = float(np.mean(recalls)) if recalls else math.nan
+    scores = {"normal": 1.0 - table["tumour_score"].to_numpy(float), "benign": table["benign_score"].to_numpy(float),
+              "malignant": table["malignancy_score"].to_numpy(float)}
+    aucs = [_auc(truth == cls, scores[cls]) for cls in THREE_CLASSES]
+    defined = [a for a in aucs if not math.isnan(a)]
+    out["macro_auc"] = float(np.mean(defined)) if defined else math.nan
+    out["malignant_recall"] = out["recall_malignant"]
+    return out
+
+
+def normal_images(table: pd.DataFrame) -> dict:
+    """False positives on normal images, which can only produce false positives: ``fp_image_rate`` (the
+    fraction of normal images with at least one kept detection, = 1 − specificity of tumour vs normal) and
+    ``fp_per_image`` (kept detections per normal image); NaN without a normal image."""
+    normal = table[table["truth"].to_numpy() == NORMAL]
+    if not len(normal):
+        return {"fp_image_rate": math.nan, "fp_per_image": math.nan}
+    return {"fp_image_rate": float(normal["pred_tumour"].to_numpy(bool).mean()),
+            "fp_per_image": float(normal["n_kept"].to_numpy(float).mean())}
 

@@ -13,7 +13,7 @@ import io
 import math
 from typing import Mapping, Sequence
 
-from bonetumor.data.ground_truth import CATEGORIES, ID_TO_LABEL, coco_ground_truth
+from bonetumor.data.coco import CATEGORIES, ID_TO_LABEL, coco_ground_truth
 from bonetumor.evaluation.predictions import aligned_pairs
 
 

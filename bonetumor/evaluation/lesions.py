@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from bonetumor import LABEL_TO_ID
-from bonetumor.data.ground_truth import lesion_box, lesion_rle
+from bonetumor.data.coco import lesion_box, lesion_rle
 from bonetumor.evaluation.masks import dice, mask_iou, refine_mask
 from bonetumor.evaluation.predictions import aligned_pairs, decode_mask, kept_detections
 
@@ -83,7 +83,7 @@ def _kept_detections(pred: Mapping, keep: list[int], refine_kwargs: Mapping | No
 
 def _ground_truth_lesions(record: Mapping, need_masks: bool):
     """``(rles, boxes, labels, masks or None)`` of one record's lesions in its own frame: the evaluation's
-    ground truth (:mod:`bonetumor.data.ground_truth`)."""
+    ground truth (:mod:`bonetumor.data.coco`)."""
     h, w = int(record["height"]), int(record["width"])
     lesions = record.get("lesions", [])
     rles = [lesion_rle(les, h, w) for les in lesions]

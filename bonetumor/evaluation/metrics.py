@@ -17,7 +17,7 @@ What is measured (all values are fractions in [0, 1], not percent):
 Frames: a prediction carries the ``height``/``width`` of the image the model saw. When a record's
 ``width``/``height`` differ (records of the files on disk, model fed resized copies), the record's polygons
 and boxes are scaled into the prediction's frame before any comparison
-(:func:`bonetumor.data.ground_truth.record_in_frame`).
+(:func:`bonetumor.data.coco.record_in_frame`).
 
 Missing values: inside Python results use ``float('nan')``; :func:`evaluate_predictions` turns NaN into
 ``None`` so that its result is strict JSON, and :func:`metrics_table` turns ``None`` back into NaN.

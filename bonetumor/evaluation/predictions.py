@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from bonetumor.data.ground_truth import record_in_frame
+from bonetumor.data.coco import record_in_frame
 
 PREDICTIONS_FORMAT = "bonetumor-predictions/1"
 

@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 from bonetumor import paths
 from bonetumor.data.btxrd.images import load_image
 from bonetumor.data.btxrd.problems import DatasetError
+from bonetumor.data.coco import scale_lesion
 from bonetumor.io import atomic_path
 
 _CACHE_VERSION = "v1"
@@ -54,7 +55,7 @@ def resize_records(records: Sequence[dict], image_size: int, cache_dir: str | os
         new.update(file=str(target), width=nw, height=nh, orig_file=rec.get("orig_file", rec["file"]),
                    orig_width=rec.get("orig_width", w), orig_height=rec.get("orig_height", h))
         new.pop("exif_orientation", None)  # the cached pixels are already upright
-        new["lesions"] = [_scale_lesion(lesion, sx, sy) for lesion in rec["lesions"]]
+        new["lesions"] = [scale_lesion(lesion, sx, sy) for lesion in rec["lesions"]]
         out.append(new)
     return out
 
@@ -92,11 +93,3 @@ def _file_key(path: Path) -> str:
             handle.seek(size - (1 << 20))
             digest.update(handle.read())
     return digest.hexdigest()
-
-
-def _scale_lesion(lesion: dict, sx: float, sy: float) -> dict:
-    x0, y0, x1, y1 = lesion["box"]
-    new = dict(lesion)
-    new["box"] = [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
-    new["polygons"] = [[v * (sx if j % 2 == 0 else sy) for j, v in enumerate(p)] for p in lesion["polygons"]]
-    return new

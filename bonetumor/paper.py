@@ -113,8 +113,8 @@ def _scrub_text(text: str, replacements) -> str:
 
 
 def _scrub_output(output, replacements):
-    """One output with paths replaced, or ``None`` for a widget (a static viewer cannot show it; code that
-    wants to be seen there also displays a picture, as the case browser does)."""
+    """One output with paths replaced and widget views removed; ``None`` when only a widget's text stand-in
+    is left (code that wants to be seen without widgets adds a picture, as the case browser does)."""
     if output.get("output_type") == "error":
         output["traceback"] = [_scrub_text(line, replacements) for line in output.get("traceback", [])]
         output["evalue"] = _scrub_text(output.get("evalue", ""), replacements)
@@ -122,8 +122,11 @@ def _scrub_output(output, replacements):
     data = output.get("data")
     if data is None:
         return output
-    if WIDGET_VIEW in data:  # a live widget: its text stand-in ("VBox(children=...)") tells a reader nothing
-        return None
+    if WIDGET_VIEW in data:  # a live widget, which a static viewer cannot show
+        del data[WIDGET_VIEW]
+        output.get("metadata", {}).pop(WIDGET_VIEW, None)
+        if set(data) <= {"text/plain"}:  # only its stand-in ("VBox(children=...)"): nothing for a reader
+            return None
     for mime, value in data.items():
         if mime.startswith("text/") and isinstance(value, str):
             data[mime] = _scrub_text(value, replacements)

@@ -112,6 +112,8 @@ def executed_notebook(root, tmp, seconds: float):
             new_output("display_data", data={"application/vnd.jupyter.widget-view+json":
                                              {"model_id": f"model{seconds}", "version_major": 2, "version_minor": 0},
                                              "text/plain": "VBox(children=(IntSlider(value=0),))"}),
+            new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m2"},
+                                             "image/png": PNG, "text/plain": "Case browser"}),
             new_output("execute_result", execution_count=3,
                        data={"text/html": f"<td>{root}/reports/figures</td>", "text/plain": f"{root}2 stays"}),
         ]),
@@ -135,12 +137,13 @@ def test_published_copy_has_no_run_details_and_keeps_figures(tmp_path):
     assert [cell.id for cell in nb.cells[:2]] == ["aaaa0001", "injected-parameters"]
     assert nb.cells[1].source == '# Parameters\nreports_dir = "<repo>/reports"\n'
     outputs = nb.cells[3].outputs
-    assert [o.output_type for o in outputs] == ["stream", "display_data", "execute_result"]
+    assert [o.output_type for o in outputs] == ["stream", "display_data", "display_data", "execute_result"]
     assert outputs[0].text == ("data in <repo>/data/phantom and <tmp>/a.png\n"
                                "predict: 100%|##########| 10/10 [10s]\n")
     assert outputs[1].data["image/png"] == PNG
-    assert outputs[2].data == {"text/html": "<td><repo>/reports/figures</td>", "text/plain": f"{root}2 stays"}
-    assert outputs[2].execution_count == 3
+    assert outputs[2].data == {"image/png": PNG, "text/plain": "Case browser"}  # a widget's static view stays
+    assert outputs[3].data == {"text/html": "<td><repo>/reports/figures</td>", "text/plain": f"{root}2 stays"}
+    assert outputs[3].execution_count == 3
 
 
 def test_published_copy_is_byte_identical_whatever_the_timings(tmp_path):

@@ -1,0 +1,54 @@
+"""The tables notebook 05 shows from one split's metrics (the result of
+:func:`bonetumor.evaluation.evaluate_predictions`, as :func:`bonetumor.pipeline.ensure_metrics` saves it):
+COCO AP, lesion-level counts, the image-level classification rows, the confusion matrices, and the measured
+numbers beside the profile's targets (``targets`` in ``params/<profile>.yaml``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import pandas as pd
+
+CLASSIFICATION_TASKS = ("tumour_vs_normal", "benign_vs_malignant")
+
+
+def coco_table(result: Mapping) -> pd.DataFrame:
+    """COCO AP of boxes and masks side by side (one row per COCO metric)."""
+    return pd.DataFrame({"boxes": result["detection"], "masks": result["segmentation"]})
+
+
+def lesion_table(result: Mapping) -> pd.DataFrame:
+    """Lesion-level counts and precision/recall/F1, one row per matching variant (class-aware, -agnostic)."""
+    lesions = result["lesions"]
+    return pd.DataFrame({k: v for k, v in lesions.items() if isinstance(v, dict)}).T
+
+
+def classification_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The image-level rows of a long metrics table (:func:`bonetumor.evaluation.metrics_table`)."""
+    return metrics[metrics["task"].isin(list(CLASSIFICATION_TASKS))]
+
+
+def confusion_tables(result: Mapping) -> dict[str, pd.DataFrame]:
+    """Each confusion matrix of the result as a labelled table (rows ``true …``, columns ``predicted …``)."""
+    tables = {}
+    for task, m in result["classification"]["confusion"].items():
+        rows, cols = m.get("rows", m.get("labels")), m.get("columns", m.get("labels"))
+        tables[task] = pd.DataFrame(m["matrix"], index=[f"true {r}" for r in rows],
+                                    columns=[f"predicted {c}" for c in cols])
+    return tables
+
+
+def metric_value(metrics: pd.DataFrame, task: str, metric: str) -> float:
+    """One value of a long metrics table; NaN when the table does not have it."""
+    row = metrics[(metrics["task"] == task) & (metrics["metric"] == metric)]
+    return float(row["value"].iloc[0]) if len(row) else math.nan
+
+
+def targets_table(metrics: pd.DataFrame, targets: Sequence) -> pd.DataFrame:
+    """The measured value of each target (:class:`bonetumor.config.Target`: ``name, task, metric, target``)
+    beside it, and whether it is met (a missing measurement is not)."""
+    table = pd.DataFrame([(t.name, metric_value(metrics, t.task, t.metric), t.target) for t in targets],
+                         columns=["metric", "measured", "target"])
+    table["met"] = table["measured"] >= table["target"]
+    return table

@@ -39,6 +39,7 @@ def _history(epochs=4, with_val=True):
     return pd.DataFrame(frame)
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch (about 15 s on 2 cores)
 def test_importing_figures_leaves_the_backend_alone():
     code = ("import matplotlib; matplotlib.use('svg'); import bonetumor.reporting.figures; "
             "import matplotlib.pyplot; print(matplotlib.get_backend())")

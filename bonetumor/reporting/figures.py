@@ -5,7 +5,9 @@ deterministic metadata; every caption names the data and the profile.
 Computation lives elsewhere (``bonetumor.evaluation``, ``bonetumor.engine``, ``bonetumor.reporting.cases``);
 these functions only draw. They never change matplotlib's backend: each returns a
 :class:`matplotlib.figure.Figure` that pyplot does not manage, so a notebook shows it inline exactly once (as
-its cell's last expression or with ``display``) and nothing is left open.
+its cell's last expression or with ``display``) and nothing is left open. A figure pyplot never saw does not
+load the inline backend by itself: the notebooks say ``%matplotlib inline`` first. Figures 4–7 set the
+seaborn theme (:func:`style`, global rcParams) when they are drawn; the data figures use matplotlib's defaults.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ EXAMPLE_COLOURS = {"benign": "gold", "malignant": "red"}
 
 
 def style() -> None:
+    """The theme of Figures 4–7 (seaborn ``paper``, white grid) and deterministic SVG/PDF output."""
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
     matplotlib.rcParams.update({"svg.hashsalt": "bonetumor", "pdf.compression": 6, "figure.dpi": 100})
 

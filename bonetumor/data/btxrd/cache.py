@@ -1,7 +1,12 @@
 """The once-only resize cache: each image resized once (longest side ``image_size``, aspect kept, 8-bit
 grayscale PNG) under ``cache/<image_size>px/``, keyed by the source file's content; records pointed at it
 with their boxes and polygons scaled (:func:`resize_records`). :func:`resized_size` is the one resize rule,
-shared with inference on new images."""
+shared with inference on new images.
+
+Making a cache file is the one place where every image of a dataset is decoded in full (reading the dataset
+only probes headers), so it is also where an image that cannot be decoded — damaged, or a JPEG cut short
+before an end-of-image marker — is found: with ``problems`` it becomes a :class:`Problem` naming the file and
+its record is left out, so training never sees it."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Iterable, Sequence
 
 from bonetumor import paths
 from bonetumor.data.btxrd.images import load_image
-from bonetumor.data.btxrd.problems import DatasetError
+from bonetumor.data.btxrd.problems import DatasetError, Problem
 from bonetumor.data.coco import scale_lesion
 from bonetumor.io import atomic_path
 
@@ -26,7 +31,7 @@ def resized_size(width: int, height: int, image_size: int) -> tuple[int, int]:
 
 
 def resize_records(records: Sequence[dict], image_size: int, cache_dir: str | os.PathLike | None = None,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True, problems: list | None = None) -> list[dict]:
     """Each image resized once (longest side ``image_size``, aspect kept, 8-bit grayscale PNG) into the cache;
     new records point ``file`` at the cached image with scaled boxes and polygons.
 
@@ -34,6 +39,10 @@ def resize_records(records: Sequence[dict], image_size: int, cache_dir: str | os
     (see :func:`_file_key`) and the cache version, so a second call finds it without decoding the original;
     a changed source file gets a new key. The original file and size are kept as ``orig_file``,
     ``orig_width`` and ``orig_height``.
+
+    An image that cannot be decoded (or no longer has the record's shape) raises :class:`DatasetError`
+    naming it; when a ``problems`` list is given, a :class:`Problem` (kind ``image``, the file relative to
+    the dataset folder) is appended to it instead and the record is left out of the result.
     """
     if int(image_size) < 1:
         raise ValueError(f"image_size must be positive, not {image_size}")
@@ -49,7 +58,14 @@ def resize_records(records: Sequence[dict], image_size: int, cache_dir: str | os
     for rec in iterator:
         w, h = int(rec["width"]), int(rec["height"])
         nw, nh = resized_size(w, h, image_size)
-        target = _cached_image(Path(rec["file"]), w, h, nw, nh, folder, image_size)
+        try:
+            target = _cached_image(Path(rec["file"]), w, h, nw, nh, folder, image_size)
+        except DatasetError as exc:
+            if problems is None:
+                raise
+            problems.append(Problem(_dataset_relative(rec["file"]), f"{getattr(exc, 'reason', exc)}; image skipped",
+                                    "image"))
+            continue
         sx, sy = nw / w, nh / h
         new = dict(rec)
         new.update(file=str(target), width=nw, height=nh, orig_file=rec.get("orig_file", rec["file"]),
@@ -65,14 +81,19 @@ def _cached_image(source: Path, w: int, h: int, nw: int, nh: int, folder: Path, 
     try:
         key = hashlib.sha1(f"{_CACHE_VERSION}\0{_file_key(source)}".encode()).hexdigest()
     except OSError as exc:
-        raise DatasetError(f"{source}: cannot read ({exc})") from exc
+        raise _ImageError(source, f"cannot read ({exc})") from exc
     target = folder / f"{key}.png"
     if not target.is_file():
-        image = load_image(source, max_side=image_size)
+        try:
+            image = load_image(source, max_side=image_size)
+        except DatasetError as exc:
+            reason = str(exc)
+            reason = reason[len(f"{source}: "):] if reason.startswith(f"{source}: ") else reason
+            raise _ImageError(source, reason) from exc
         iw, ih = image.size
         if abs((iw / ih) / (w / h) - 1) > 0.05:  # e.g. an orientation the header did not show
-            raise DatasetError(f"{source}: decoded image is {iw}x{ih}, not the shape of the record's {w}x{h} "
-                               "(was the file replaced after reading the dataset?)")
+            raise _ImageError(source, f"decoded image is {iw}x{ih}, not the shape of the record's {w}x{h} "
+                                      "(was the file replaced after reading the dataset?)")
         from PIL import Image
 
         image = image.resize((nw, nh), Image.Resampling.LANCZOS)
@@ -93,3 +114,21 @@ def _file_key(path: Path) -> str:
             handle.seek(size - (1 << 20))
             digest.update(handle.read())
     return digest.hexdigest()
+
+
+class _ImageError(DatasetError):
+    """One image of the cache cannot be made: ``file`` and ``reason`` (the message is ``file: reason``)."""
+
+    def __init__(self, file: Path, reason: str):
+        self.file, self.reason = file, reason
+        super().__init__(f"{file}: {reason}")
+
+
+def _dataset_relative(file: str | os.PathLike) -> str:
+    """``file`` relative to its dataset folder (the parent of the ``images/`` folder holding it, as the
+    reader's problems name files), else as given."""
+    path = Path(file)
+    for parent in path.parents:
+        if parent.name.lower() == "images":
+            return path.relative_to(parent.parent).as_posix()
+    return str(path)

@@ -55,7 +55,7 @@ nbval: env
 		--nbval-cell-timeout 600 notebooks
 
 lab: env ## open JupyterLab at the project root (notebooks/ and reports/), "Python (bonetumor)" the default kernel
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 strip: env ## remove outputs from the notebooks in notebooks/ (executed copies live in reports/notebooks/)
 	$(BIN)/python tools/lab_setup.py strip notebooks/*.ipynb

@@ -3,10 +3,11 @@
 Two layers keep ``notebooks/*.ipynb`` free of outputs, so that opening or running a notebook never shows in
 ``git status``:
 
-* :func:`save_hook`, a Jupyter server pre-save hook, writes a notebook of ``notebooks/`` to disk without
-  outputs, execution counts or the kernel's ``language_info`` details (the lab keeps showing them; the
-  executed copies with figures are ``make paper``'s, under ``reports/notebooks/``). Saving a notebook that
-  only ran therefore rewrites the committed bytes, and git sees nothing.
+* :func:`save_hook`, a Jupyter server pre-save hook, writes a notebook that git strips (see
+  :func:`is_tracked_notebook`) to disk without outputs, execution counts or the kernel's ``language_info``
+  details (the lab keeps showing them; the executed copies with figures are ``make paper``'s, under
+  ``reports/notebooks/``). Saving a notebook that only ran therefore rewrites the committed bytes, and git
+  sees nothing.
 * the ``nbstripout`` git filter (``.gitattributes``) strips whatever reaches git some other way (another
   editor, ``jupyter nbconvert --inplace``). A filter alone does not keep ``git status`` clean: git reports
   a file whose size changed as modified without asking the filter.
@@ -61,9 +62,20 @@ def strip(content: dict):
 
 
 def is_tracked_notebook(os_path: Path) -> bool:
-    """True for an ``.ipynb`` file directly in the project's ``notebooks/`` folder."""
+    """True for a notebook that git strips (``.gitattributes`` gives it ``filter=nbstripout``: the notebooks of
+    ``notebooks/`` in any checkout of the project); outside a git checkout, a notebook directly in this
+    project's ``notebooks/`` folder."""
     os_path = Path(os_path).resolve()
-    return os_path.suffix == ".ipynb" and os_path.parent == paths.NOTEBOOKS.resolve()
+    if os_path.suffix != ".ipynb":
+        return False
+    try:
+        attribute = subprocess.run(["git", "check-attr", "filter", "--", os_path.name], cwd=os_path.parent,
+                                   capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        attribute = None
+    if attribute is not None and attribute.returncode == 0:
+        return attribute.stdout.strip().endswith(": filter: nbstripout")
+    return os_path.parent == paths.NOTEBOOKS.resolve()
 
 
 def save_hook(model: dict, path: str, contents_manager, **kwargs) -> None:

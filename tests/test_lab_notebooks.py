@@ -72,6 +72,7 @@ def after_a_run_in_the_lab(text: str) -> dict:
 
 @pytest.mark.parametrize("name", sorted(COMMITTED))
 def test_save_hook_writes_the_committed_bytes(name, tmp_path, monkeypatch):
+    """Outside a git checkout the hook strips what is in the project's notebooks/ folder."""
     monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "notebooks")
     paths.NOTEBOOKS.mkdir()
     contents = FileContentsManager(root_dir=str(tmp_path), pre_save_hook="bonetumor.lab.save_hook")
@@ -80,9 +81,9 @@ def test_save_hook_writes_the_committed_bytes(name, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def scratch_project(tmp_path, monkeypatch):
+def scratch_project(tmp_path):
     """A scratch git repository holding a committed notebook, this project's .gitattributes and .gitignore and
-    the git filter as `make env` defines it; ``paths.NOTEBOOKS`` points at its notebooks/."""
+    the git filter as `make env` defines it (the save hook finds what to strip from .gitattributes)."""
     if GIT is None:
         pytest.skip("git is not installed")
 
@@ -100,7 +101,6 @@ def scratch_project(tmp_path, monkeypatch):
     (tmp_path / SMALLEST).write_text(COMMITTED[SMALLEST], encoding="utf-8")
     git("add", "-A")
     git("commit", "-q", "-m", "notebooks")
-    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "notebooks")
     return tmp_path, git
 
 

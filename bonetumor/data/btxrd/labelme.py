@@ -6,12 +6,16 @@ covers the largest fraction of the polygon's bounding box (within 0.05 of the la
 rectangles, the one whose IoU with that bounding box is highest); a polygon that overlaps no rectangle is a
 lesion of its own. A lesion's ``box`` is its rectangle (the union, if a group holds several), else the
 bounds of its polygons. Coordinates outside the image are clipped to it; polygons with fewer than 3 points
-or no area, unsupported shape types and malformed points are skipped. Each of these is reported.
+or no area, unsupported shape types and malformed points are skipped, and so is a shape that repeats an
+earlier one exactly (same type, points, label and group: a copy-paste, which would otherwise add a second,
+box-only lesion). Each of these is reported. A file that is not readable JSON — also one nested too deeply
+to parse — gives no lesion, reported.
 """
 
 from __future__ import annotations
 
 import json
+import reprlib
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +33,11 @@ def read_labelme(path: Path, width: int, height: int, row: dict, report) -> list
     data = _load(path, width, height, report)
     if data is None:
         return []
-    rects, polys = _shapes(data["shapes"], width, height, report)
+    try:
+        rects, polys = _shapes(data["shapes"], width, height, report)
+    except RecursionError:  # a value nested too deeply for Python to handle
+        report("values nested too deeply to read; no lesion read")
+        return []
     lesions = _group(rects, polys)
     return [_lesion(lesion, row, report) for lesion in lesions]
 
@@ -44,6 +52,9 @@ def _load(path: Path, width: int, height: int, report) -> dict | None:
         return None
     except json.JSONDecodeError as exc:
         report(f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); no lesion read")
+        return None
+    except RecursionError:
+        report("JSON nested too deeply to parse; no lesion read")
         return None
     except OSError as exc:
         report(f"cannot read ({exc}); no lesion read")
@@ -67,24 +78,36 @@ def _shapes(shapes: list, width: int, height: int, report) -> tuple[list, list]:
     """The usable rectangles ``(index, group, label, xyxy)`` and polygons ``(index, group, label, flat)``."""
     rects, polys = [], []
     clipped = 0
+    seen: dict = {}  # (type, group, label, points) of each shape kept → its index
     for i, shape in enumerate(shapes):
         where = f"shape {i}"
         if not isinstance(shape, dict):
             report(f"{where} is not an object; skipped")
             continue
         kind = shape.get("shape_type") or "polygon"
+        if not isinstance(kind, str):
+            report(f"{where}: shape_type {_short(kind)} is not text; skipped")
+            continue
         label = shape.get("label")
+        if label is not None and not isinstance(label, str):
+            report(f"{where}: label {_short(label)} is not text; treated as none")
+            label = None
         group = shape.get("group_id")
-        if group is not None and not isinstance(group, (int, str)):
-            report(f"{where}: group_id {group!r} is not a number; treated as none")
+        if group is not None and (not isinstance(group, (int, str)) or isinstance(group, bool)):
+            report(f"{where}: group_id {_short(group)} is not a number; treated as none")
             group = None
         points = _points(shape.get("points"))
         if points is None:
             report(f"{where} ({kind}): points are not a list of [x, y] number pairs; skipped")
             continue
         if kind not in ("rectangle", "polygon"):
-            report(f"{where}: shape_type {kind!r} is not supported (rectangle or polygon); skipped")
+            report(f"{where}: shape_type {_short(kind)} is not supported (rectangle or polygon); skipped")
             continue
+        key = (kind, group, label, points.tobytes())
+        if key in seen:
+            report(f"{where} repeats shape {seen[key]} exactly (same {kind}, points, label and group); skipped")
+            continue
+        seen[key] = i
         outside = ((points[:, 0] < -_EPS) | (points[:, 0] > width + _EPS)
                    | (points[:, 1] < -_EPS) | (points[:, 1] > height + _EPS))
         if outside.any():
@@ -101,6 +124,11 @@ def _shapes(shapes: list, width: int, height: int, report) -> tuple[list, list]:
     if clipped:
         report(f"{clipped} shape(s) reach outside the {width}x{height} image; clipped to it")
     return rects, polys
+
+
+def _short(value) -> str:
+    """``repr`` of a value from the file, shortened (and safe for deeply nested values)."""
+    return reprlib.repr(value)
 
 
 def _rectangle(points: np.ndarray, where: str, report) -> list[float] | None:

@@ -2,10 +2,13 @@
 :data:`bonetumor.data.layout.SHEET_COLUMNS`.
 
 :func:`read_sheet` reads it as a pandas DataFrame (column names normalised to lower case with single spaces;
-the 37 columns checked; values as in the file). :func:`sheet_rows` applies the reader's rules to it (see
+the 37 columns checked; values as in the file). In a workbook of several sheets, the first sheet that holds
+the 37 columns is read (a report names it when it is not the first). :func:`sheet_rows` applies the reader's rules to it (see
 :mod:`bonetumor.data.btxrd`): the sheet decides an image's class and subtype; sites and views are one-hot
 columns joined with ``"+"`` in column order; each departure is reported, never silently changed.
-:func:`parse_sheet` gives those rows as a DataFrame with the problems.
+:func:`parse_sheet` gives those rows as a DataFrame with the problems. One-hot cells must hold 0 or 1 (or
+be empty, read as 0); any other value is reported and read as 0. Ages outside
+:data:`bonetumor.data.clinical.AGE_RANGE` are reported and left empty, as the clinical CSV reader does.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bonetumor.data.btxrd.files import IMAGE_SUFFIXES, find_root, relative, sheet_file
+from bonetumor.data.clinical import AGE_RANGE
 from bonetumor.data.btxrd.problems import DatasetError, Problem
 from bonetumor.data.layout import SHEET_COLUMNS, SITE_COLUMNS, SUBTYPE_CLASS, VIEW_COLUMNS
 from bonetumor.data.layout import SUBTYPES as SUBTYPE_COLUMNS
@@ -29,7 +33,9 @@ def read_sheet(path_or_root: str | os.PathLike):
 
     Column names are normalised (lower case, single spaces); values are left as the file holds them (an
     ``.xlsx`` read with openpyxl, a ``.csv`` with ``image_id`` as text). Raises :class:`DatasetError` when the
-    file cannot be read or lacks any of the 37 BTXRD columns (extra columns are kept).
+    file cannot be read or no sheet of it has all 37 BTXRD columns (extra columns are kept). A workbook's
+    first sheet with the 37 columns is read; when that is not its first sheet, ``attrs["sheet_note"]`` says
+    which was read (:func:`sheet_rows` reports it).
     """
     import pandas as pd
 
@@ -38,16 +44,34 @@ def read_sheet(path_or_root: str | os.PathLike):
         path = sheet_file(find_root(path))
     try:
         if path.suffix.lower() == ".csv":
-            df = pd.read_csv(path, dtype={"image_id": str})
+            names, frames = [None], iter([pd.read_csv(path, dtype={"image_id": str})])
         else:
-            df = pd.read_excel(path, sheet_name=0, engine="openpyxl")
+            book = pd.ExcelFile(path, engine="openpyxl")
+            names = book.sheet_names
+            frames = (pd.read_excel(book, sheet_name=name) for name in names)
+        for index, (name, df) in enumerate(zip(names, frames)):
+            df = df.rename(columns={c: _norm(c) for c in df.columns})
+            missing = [c for c in SHEET_COLUMNS if c not in df.columns]
+            if index == 0:
+                first_missing = missing
+            if not missing:
+                break
     except Exception as exc:  # openpyxl/pandas raise many types for a damaged file
-        raise DatasetError(f"{path}: cannot read the sheet: {type(exc).__name__}: {exc}") from exc
-    df = df.rename(columns={c: _norm(c) for c in df.columns})
-    missing = [c for c in SHEET_COLUMNS if c not in df.columns]
+        raise DatasetError(f"{path}: cannot read the sheet: {type(exc).__name__}: {_one_line(exc)}") from exc
     if missing:
-        raise DatasetError(f"{path}: the sheet lacks {len(missing)} of the 37 BTXRD columns: {', '.join(missing)}")
+        others = (f" (nor does any other sheet of the workbook: {', '.join(map(repr, names[1:]))})"
+                  if len(names) > 1 else "")
+        raise DatasetError(f"{path}: the sheet{'' if names[0] is None else f' {names[0]!r}'} lacks "
+                           f"{len(first_missing)} of the 37 BTXRD columns: {', '.join(first_missing)}{others}")
+    if index > 0:
+        df.attrs["sheet_note"] = (f"read sheet {name!r}: the workbook's first sheet {names[0]!r} lacks "
+                                  f"{len(first_missing)} of the 37 BTXRD columns")
     return df
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def parse_sheet(path_or_root: str | os.PathLike):
@@ -79,13 +103,15 @@ def sheet_rows(df, path: Path, report) -> list[dict]:
     ``where`` (for messages), ``label``, ``subtype``, ``site``, ``view``, ``centre``, ``age``, ``gender``."""
     import pandas as pd
 
+    if df.attrs.get("sheet_note"):
+        report(path, df.attrs["sheet_note"], "sheet")
     extra = [c for c in df.columns if c not in SHEET_COLUMNS]
     if extra:
         report(path, f"unexpected columns ignored: {', '.join(map(str, extra))}", "sheet")
     onehot = [c for c in SHEET_COLUMNS[4:]]
     flags = df[onehot].apply(pd.to_numeric, errors="coerce")
-    bad = df[onehot].notna() & flags.isna()
-    flags = flags.fillna(0)
+    bad = (df[onehot].notna() & flags.isna()) | (flags.notna() & ~flags.isin([0, 1]))
+    flags = flags.where(~bad).fillna(0)
     rows = []
     for i, (raw, flag, badrow) in enumerate(zip(df.to_dict("records"), flags.to_dict("records"),
                                                 bad.to_dict("records"))):
@@ -108,13 +134,16 @@ def _row(i: int, raw: dict, flag: dict, badrow: dict, path: Path, report) -> dic
     for col, is_bad in badrow.items():
         if is_bad:
             report(path, f"{where}: column {col!r} holds {raw[col]!r}, not 0/1; read as 0", "sheet")
-    on = {c: float(v) >= 0.5 for c, v in flag.items()}
+    on = {c: float(v) == 1 for c, v in flag.items()}
     row = {"row": i + 1, "image_id": image_id, "name": name, "where": where}
     row["label"], row["subtype"] = _class_of(on, where, path, report)
     row["site"] = _joined(on, SITE_COLUMNS)
     row["view"] = _joined(on, VIEW_COLUMNS)
     row["centre"] = _as_int(raw["center"], "center", where, path, report)
     row["age"] = _as_int(raw["age"], "age", where, path, report)
+    if row["age"] is not None and not AGE_RANGE[0] <= row["age"] <= AGE_RANGE[1]:
+        report(path, f"{where}: age {row['age']} is outside {AGE_RANGE[0]}–{AGE_RANGE[1]}; left empty", "sheet")
+        row["age"] = None
     row["gender"] = _gender(raw["gender"], where, path, report)
     return row
 

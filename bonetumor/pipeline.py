@@ -67,9 +67,9 @@ def prepare(settings: Settings, progress: bool = True) -> Prepared:
 
     root = ensure_dataset(settings, progress=progress)
     records, problems = btxrd.read_dataset(root)
-    records = splits.assign_pseudo_patients(records)
+    records = patients.assign_pseudo_patients(records)
     records = btxrd.resize_records(records, settings.data.image_size, progress=progress)
-    duplicates = splits.find_near_duplicates(records)
+    duplicates = patients.find_near_duplicates(records)
     if settings.data.split_kind == "centre":
         split = splits.centre_split(records, val_fraction=settings.data.val_fraction, seed=settings.seed,
                                     duplicates=duplicates)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bonetumor.data import patients as pt
 from bonetumor.data import splits as sp
 
 SITES = ("femur", "tibia", "humerus", "hip bone", "hand")
@@ -37,7 +38,7 @@ def make_records(n_patients: int = 160, seed: int = 0) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def records():
-    return sp.assign_pseudo_patients(make_records())
+    return pt.assign_pseudo_patients(make_records())
 
 
 def split_of(splits):
@@ -48,7 +49,7 @@ def split_of(splits):
 
 def test_pseudo_patients_recover_runs():
     raw = make_records()
-    out = sp.assign_pseudo_patients(raw)
+    out = pt.assign_pseudo_patients(raw)
     assert len(out) == len(raw) and all("patient" not in r for r in raw)  # copies; inputs untouched
     true_to_pseudo = {}
     for r in out:
@@ -62,13 +63,13 @@ def test_pseudo_patients_order_and_keys():
     base = {"centre": 1, "age": 30, "gender": "F", "site": "femur", "label": "normal"}
     recs = [dict(base, image_id=3), dict(base, image_id=1), dict(base, image_id=2, age=31),
             dict(base, image_id=4, age=float("nan")), dict(base, image_id=5, age=None)]
-    out = sp.assign_pseudo_patients(recs)
+    out = pt.assign_pseudo_patients(recs)
     by_id = {r["image_id"]: r["patient"] for r in out}
     assert [r["image_id"] for r in out] == [3, 1, 2, 4, 5]  # input order kept
     # sorted by id: 1 (30) | 2 (31) | 3 (30) | 4,5 (age missing: NaN and None agree)
     assert by_id == {1: "P00001", 2: "P00002", 3: "P00003", 4: "P00004", 5: "P00004"}
     with pytest.raises(ValueError, match="repeated"):
-        sp.assign_pseudo_patients([dict(base, image_id=1), dict(base, image_id=1)])
+        pt.assign_pseudo_patients([dict(base, image_id=1), dict(base, image_id=1)])
 
 
 # ---- grouped split -------------------------------------------------------------------------------------
@@ -191,13 +192,13 @@ def test_find_near_duplicates(tmp_path):
     Image.fromarray(_texture(4)).save(tmp_path / "exact.png")
     recs += [{"image_id": 20, "file": str(tmp_path / "copy.jpeg")},
              {"image_id": 21, "file": str(tmp_path / "exact.png")}]
-    assert sp.find_near_duplicates(recs) == [(12, 20), (14, 21)]
-    assert (14, 21) in sp.find_near_duplicates(recs, max_distance=0)
-    hashes = sp.image_hashes(recs)
+    assert pt.find_near_duplicates(recs) == [(12, 20), (14, 21)]
+    assert (14, 21) in pt.find_near_duplicates(recs, max_distance=0)
+    hashes = pt.image_hashes(recs)
     assert hashes.shape == (8, 64)
-    assert sp.find_near_duplicates(recs, hashes=hashes) == [(12, 20), (14, 21)]
+    assert pt.find_near_duplicates(recs, hashes=hashes) == [(12, 20), (14, 21)]
     # a large threshold pairs everything
-    assert len(sp.find_near_duplicates(recs, max_distance=64, hashes=hashes)) == 8 * 7 // 2
+    assert len(pt.find_near_duplicates(recs, max_distance=64, hashes=hashes)) == 8 * 7 // 2
 
 
 def test_split_report_counts_leaks():
@@ -217,11 +218,11 @@ def test_split_report_counts_leaks():
 
 def test_tiny_dataset_fills_every_requested_split():
     """16 images in 10 multi-view groups (a smoke-sized phantom): val and test still get a group each."""
-    recs = sp.assign_pseudo_patients(make_records(10, seed=4))
+    recs = pt.assign_pseudo_patients(make_records(10, seed=4))
     for seed in range(5):
         splits = sp.grouped_split(recs, (0.7, 0.1, 0.2), seed=seed)
         assert all(len(splits[name]) > 0 for name in ("train", "val", "test")), seed
         assert sp.split_report(splits).loc["total", "patients shared with other splits"] == 0
-    two = sp.assign_pseudo_patients(make_records(2, seed=4))
+    two = pt.assign_pseudo_patients(make_records(2, seed=4))
     splits = sp.grouped_split(two, (0.7, 0.1, 0.2))
     assert sum(len(v) > 0 for v in splits.values()) == 2  # two groups fill two splits at most

@@ -25,7 +25,7 @@ def run(args) -> int:
     detector = None
     if args.detector:
         from bonetumor import config
-        from bonetumor.model import build_model
+        from bonetumor.modeling import build_model
 
         settings = config.load(args.detector)
         model = build_model(settings.model.model_copy(update={"pretrained": False}), settings.data.image_size)

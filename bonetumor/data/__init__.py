@@ -7,8 +7,9 @@ module                 holds
 :mod:`.layout`         the BTXRD layout's vocabulary: the sheet's 37 columns, subtypes and their classes
 :mod:`.btxrd`          a BTXRD-layout folder → records (sheet, LabelMe, image probing), resize cache, download
 :mod:`.phantom`        synthetic radiographs + LabelMe + sheet in the BTXRD layout, deterministic from a seed
-:mod:`.coco`           COCO export of records and mask ↔ polygon conversion
-:mod:`.splits`         pseudo-patients, duplicate components, grouped / centre / random splits
+:mod:`.coco`           the one ground truth (lesion mask, box, COCO set) scored and exported; mask RLE ↔ polygons
+:mod:`.patients`       pseudo-patients, near-duplicate images and their connected components
+:mod:`.splits`         grouped / centre splits over those components, and the split report
 :mod:`.clinical`       the Kaggle clinical CSV
 :mod:`.dataset`        the torch Dataset and paired transforms
 =====================  ===================================================================================
@@ -25,7 +26,7 @@ in the Dataset, never before::
       "subtype": "osteosarcoma" | None,
       "centre": 1, "age": 14, "gender": "M" | "F",
       "site": "femur", "view": "frontal" | "lateral" | "oblique",
-      "patient": "P00001",                # pseudo-patient (bonetumor.data.splits)
+      "patient": "P00001",                # pseudo-patient (bonetumor.data.patients)
       "lesions": [                        # empty for normal images
         {"category": "malignant", "subtype": "osteosarcoma",
          "box": [x0, y0, x1, y1],         # XYXY, pixels of the file on disk

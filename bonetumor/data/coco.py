@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -56,6 +57,29 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.5) -> list[list[floa
     polygons = [approximate_polygon(c - 0.5, tolerance=tolerance)[:, ::-1].reshape(-1).tolist()
                 for c in find_contours(padded, 0.5)]
     return [p for p in polygons if len(p) >= 6]
+
+
+# ---- masks as COCO RLE --------------------------------------------------------------------------------
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """COCO RLE of one binary (H, W) mask, ``counts`` as ``str`` so that it goes into JSON."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def decode_mask(rle: Mapping) -> np.ndarray:
+    """Binary (H, W) ``bool`` mask of one RLE dict (``counts`` as ``str`` or ``bytes``)."""
+    from pycocotools import mask as mask_utils
+
+    rle = dict(rle)
+    if isinstance(rle["counts"], str):
+        rle["counts"] = rle["counts"].encode("ascii")
+    with warnings.catch_warnings():  # pycocotools' own numpy-2 DeprecationWarning (copy keyword)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 # ---- the ground truth ------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ class BoneTumourDataset(torch.utils.data.Dataset):
     ``(H, W) float32 → (H, W) float32 in [0, 1]``.
 
     Masks are the union of each lesion's polygons; boxes are always the masks' tight bounds — with or
-    without augmentation, and in the evaluation's ground truth (:mod:`bonetumor.evaluate`) — so the model is
+    without augmentation, and in the evaluation's ground truth (:mod:`bonetumor.data.coco`) — so the model is
     scored against the boxes it was taught. BTXRD's annotator rectangles stay in the records.
     """
 

@@ -1,22 +1,17 @@
-"""Leak-free splits of the records: pseudo-patients, near-duplicate images, a stratified grouped split and
-a held-out-centre split.
+"""Leak-free splits of the records: a stratified grouped split and a held-out-centre split.
 
-BTXRD has no patient id, yet about three images in four are several views of one patient, stored as runs
-of consecutive image ids. Splitting images at random would put views of one patient in both training and
-test sets, and the 21 exact duplicate image pairs known in BTXRD would do the same. So:
+Splitting images at random would put views of one patient, or two copies of one image, in both training and
+test sets. So, over the groups of :mod:`bonetumor.data.patients` (pseudo-patients merged through
+near-duplicate pairs):
 
-1. :func:`assign_pseudo_patients` groups runs of consecutive images that share centre, age, gender and site
-   into one *pseudo-patient*;
-2. :func:`find_near_duplicates` finds image pairs whose perceptual hashes (``imagehash.phash``) nearly agree;
-3. :func:`grouped_split` and :func:`centre_split` keep every pseudo-patient — and every duplicate pair, whose
+1. :func:`grouped_split` and :func:`centre_split` keep every pseudo-patient — and every duplicate pair, whose
    two pseudo-patients are merged into one group — inside one split;
-4. :func:`split_report` counts images per split and class, patients, and any patient or duplicate pair
+2. :func:`split_report` counts images per split and class, patients, and any patient or duplicate pair
    that crosses splits (zero by construction; the report lets a notebook assert it).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter
 from typing import Iterable, Sequence
@@ -25,153 +20,13 @@ import numpy as np
 import pandas as pd
 
 from bonetumor import IMAGE_LABELS
+from bonetumor.data.patients import Pair, ensure_patients, patient_groups
 
 SPLITS = ("train", "val", "test")
-#: Record fields that must agree between consecutive images of one pseudo-patient.
-PATIENT_KEYS = ("centre", "age", "gender", "site")
-
-Pair = tuple[int, int]
-
-
-# --------------------------------------------------------------------------------------------------------
-# pseudo-patients
-
-
-def _norm(value):
-    """A key value comparable with ``==`` (NaN and None both become None)."""
-    if value is None:
-        return None
-    try:
-        if isinstance(value, float) and math.isnan(value):
-            return None
-    except TypeError:
-        pass
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def assign_pseudo_patients(records: Sequence[dict], keys: Sequence[str] = PATIENT_KEYS,
-                           prefix: str = "P") -> list[dict]:
-    """Copies of ``records`` (same order) with ``patient`` set to a pseudo-patient id (``P00001``, …).
-
-    Records are taken in ``image_id`` order (the sheet's order); a new pseudo-patient starts whenever
-    any of ``keys`` (centre, age, gender, site) differs from the previous record's. Ids are numbered in
-    that order. Runs are formed over the records given: if a subset skips ids, two runs that become
-    adjacent and agree on every key merge into one pseudo-patient — an error on the safe side, since an
-    over-large group can only reduce leakage, never cause it. The copies are shallow (``lesions`` shared).
-    """
-    order = sorted(range(len(records)), key=lambda i: records[i]["image_id"])
-    ids = [int(records[i]["image_id"]) for i in order]
-    if len(set(ids)) != len(ids):
-        dup = sorted(k for k, v in Counter(ids).items() if v > 1)[:5]
-        raise ValueError(f"assign_pseudo_patients: repeated image_id(s) {dup}")
-    patient_of: dict[int, str] = {}
-    previous, number = object(), 0
-    for i in order:
-        key = tuple(_norm(records[i].get(k)) for k in keys)
-        if key != previous:
-            number += 1
-            previous = key
-        patient_of[i] = f"{prefix}{number:05d}"
-    return [dict(rec, patient=patient_of[i]) for i, rec in enumerate(records)]
-
-
-def _ensure_patients(records: Sequence[dict]) -> list[dict]:
-    """The records themselves when all carry ``patient``, else copies with pseudo-patients assigned."""
-    if all(rec.get("patient") for rec in records):
-        return list(records)
-    return assign_pseudo_patients(records)
-
-
-# --------------------------------------------------------------------------------------------------------
-# near duplicates
-
-
-def image_hashes(records: Sequence[dict], hash_size: int = 8) -> np.ndarray:
-    """Perceptual hashes (``imagehash.phash``) of the records' image files as a bool array
-    (n_records, hash_size²). JPEGs are decoded at reduced size (PIL ``draft``), which phash's own
-    32×32 resampling makes harmless and which is many times faster on large radiographs."""
-    import imagehash
-    from PIL import Image
-
-    out = np.zeros((len(records), hash_size * hash_size), dtype=bool)
-    for k, rec in enumerate(records):
-        with Image.open(rec["file"]) as im:
-            side = hash_size * 4 * 2
-            im.draft("L", (side, side))
-            out[k] = imagehash.phash(im.convert("L"), hash_size=hash_size).hash.ravel()
-    return out
-
-
-def find_near_duplicates(records: Sequence[dict], max_distance: int = 4, hash_size: int = 8,
-                         hashes: np.ndarray | None = None) -> list[Pair]:
-    """Pairs ``(image_id_a, image_id_b)``, ``a < b``, of images whose perceptual hashes differ in at most
-    ``max_distance`` of their ``hash_size²`` bits (Hamming distance; 0 = identical hash), sorted.
-
-    ``imagehash.phash`` is computed on each record's ``file`` (or ``hashes`` from :func:`image_hashes` are
-    reused). The default, 4 of 64 bits, catches re-encoded, rescaled or slightly re-windowed copies of a
-    radiograph, while unrelated images differ in about half the bits (≈ 20–40); a generous threshold errs
-    on the safe side, since a pair wrongly merged only makes one group larger. Pass 0 for identical
-    hashes only. All pairs
-    are compared (vectorised, in row blocks: about 0.1 s for 3,746 hashes; hashing the files dominates).
-    """
-    if max_distance < 0:
-        raise ValueError("max_distance must be ≥ 0")
-    if hashes is None:
-        hashes = image_hashes(records, hash_size=hash_size)
-    if len(hashes) != len(records):
-        raise ValueError(f"{len(hashes)} hashes for {len(records)} records")
-    bits = hashes.astype(np.float32)
-    ids = np.array([int(r["image_id"]) for r in records])
-    pairs: set[Pair] = set()
-    n, block = len(records), 512
-    for start in range(0, n, block):
-        a = bits[start:start + block]
-        # Hamming distance = |a| + |b| - 2 a·b
-        dist = a.sum(1, keepdims=True) + bits.sum(1)[None, :] - 2.0 * (a @ bits.T)
-        rows, cols = np.nonzero(np.rint(dist) <= max_distance)
-        for r, c in zip(rows + start, cols):
-            if r < c:
-                x, y = int(ids[r]), int(ids[c])
-                pairs.add((min(x, y), max(x, y)))
-    return sorted(pairs)
 
 
 # --------------------------------------------------------------------------------------------------------
 # groups and the greedy stratified assignment
-
-
-class _UnionFind:
-    def __init__(self, items: Iterable):
-        self.parent = {x: x for x in items}
-
-    def find(self, x):
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:  # path compression
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
-def _groups(records: Sequence[dict], duplicates: Iterable[Pair] | None) -> list[list[int]]:
-    """Indices of ``records`` grouped by pseudo-patient, with the two patients of each duplicate pair merged.
-    Groups are listed in order of their first record's image_id."""
-    uf = _UnionFind(rec["patient"] for rec in records)
-    patient_of_id = {int(rec["image_id"]): rec["patient"] for rec in records}
-    for a, b in duplicates or ():
-        if int(a) in patient_of_id and int(b) in patient_of_id:
-            uf.union(patient_of_id[int(a)], patient_of_id[int(b)])
-    members: dict[str, list[int]] = {}
-    for i, rec in sorted(enumerate(records), key=lambda t: t[1]["image_id"]):
-        members.setdefault(uf.find(rec["patient"]), []).append(i)
-    return list(members.values())
 
 
 def _classes(records: Sequence[dict]) -> list[str]:
@@ -256,8 +111,8 @@ def grouped_split(records: Sequence[dict], fractions: Sequence[float] = (0.7, 0.
     fewer groups than splits.
     """
     fractions = _check_fractions(fractions)
-    records = _ensure_patients(records)
-    groups = _groups(records, duplicates)
+    records = ensure_patients(records)
+    groups = patient_groups(records, duplicates)
     assignment = _greedy_assign(records, groups, fractions, seed)
     out: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for g, idx in enumerate(groups):
@@ -281,7 +136,7 @@ def centre_split(records: Sequence[dict], train_centres: Sequence[int] = (1,), v
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     train_centres = {int(c) for c in train_centres}
-    records = _ensure_patients(records)
+    records = ensure_patients(records)
     is_train = [rec.get("centre") is not None and int(rec["centre"]) in train_centres for rec in records]
     test = [rec for rec, t in zip(records, is_train) if not t]
     pool = [rec for rec, t in zip(records, is_train) if t]
@@ -293,7 +148,7 @@ def centre_split(records: Sequence[dict], train_centres: Sequence[int] = (1,), v
     pool_ids = {int(r["image_id"]) for r in pool}
     crossing = [(a, b) for a, b in duplicates
                 if (a in test_ids and b in pool_ids) or (b in test_ids and a in pool_ids)]
-    groups = _groups(pool, duplicates)
+    groups = patient_groups(pool, duplicates)
     excluded_idx: set[int] = set()
     if crossing:
         tainted = {a if a in pool_ids else b for a, b in crossing}
@@ -304,7 +159,7 @@ def centre_split(records: Sequence[dict], train_centres: Sequence[int] = (1,), v
                       f"{len(excluded_idx)} training-centre image(s) left out (splits['excluded'])", stacklevel=2)
     kept = [i for i in range(len(pool)) if i not in excluded_idx]
     kept_pool = [pool[i] for i in kept]
-    kept_groups = _groups(kept_pool, duplicates)
+    kept_groups = patient_groups(kept_pool, duplicates)
     assignment = _greedy_assign(kept_pool, kept_groups, (1.0 - val_fraction, val_fraction), seed)
     out: dict[str, list[dict]] = {"train": [], "val": [], "test": sorted(test, key=lambda r: r["image_id"]),
                                   "excluded": sorted((pool[i] for i in excluded_idx), key=lambda r: r["image_id"])}

@@ -13,6 +13,7 @@ Names are imported lazily from their submodules on first use, so that importing 
 ``engine.resume``         which settings a resumed run may change
 ``engine.run_files``      the files of a run folder: ``run.json``, ``history.csv``
 ``engine.trainer``        ``train``
+``engine.inference``      ``predict``, ``run_model``, ``inference_mode``: the one inference path
 ========================  ===============================================================
 """
 
@@ -28,6 +29,7 @@ _EXPORTS = {
     "validation": ("validate", "mask_mse", "probability_map", "MSE_SCORE_THRESHOLD"),
     "resume": ("RESUMABLE_CHANGES",),
     "trainer": ("train",),
+    "inference": ("predict", "run_model", "inference_mode", "prediction_record"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from bonetumor.evaluation.predictions import encode_mask
+from bonetumor.data.coco import encode_mask
 
 
 def _as_int(value) -> int:

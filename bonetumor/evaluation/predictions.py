@@ -1,5 +1,5 @@
 """Predictions as files: computed once by :func:`bonetumor.engine.inference.predict`, saved as JSON with a
-``meta`` block, loaded back by every metric; masks as COCO RLE. Also the two views of a prediction every
+``meta`` block, loaded back by every metric; masks as COCO RLE (:func:`~bonetumor.data.coco.encode_mask`). Also the two views of a prediction every
 metric shares: its pairing with the records of the evaluated split, and the detections kept at a score
 threshold."""
 
@@ -7,36 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 
-from bonetumor.data.coco import record_in_frame
+from bonetumor.data.coco import decode_mask, encode_mask, record_in_frame
 
 PREDICTIONS_FORMAT = "bonetumor-predictions/1"
-
-
-def encode_mask(mask: np.ndarray) -> dict:
-    """COCO RLE of one binary (H, W) mask, ``counts`` as ``str`` so that it goes into JSON."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
-def decode_mask(rle: Mapping) -> np.ndarray:
-    """Binary (H, W) ``bool`` mask of one RLE dict (``counts`` as ``str`` or ``bytes``)."""
-    from pycocotools import mask as mask_utils
-
-    rle = dict(rle)
-    if isinstance(rle["counts"], str):
-        rle["counts"] = rle["counts"].encode("ascii")
-    with warnings.catch_warnings():  # pycocotools' own numpy-2 DeprecationWarning (copy keyword)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode(rle).astype(bool)
 
 
 def save_predictions(preds: list[dict], path: str | os.PathLike, meta: Mapping | None = None) -> Path:

@@ -156,9 +156,9 @@ def predict_images(model, image_paths: Iterable[str | os.PathLike], out_dir: str
     used_names: set[str] = set()
     iterator: Iterable[Path] = files
     if progress:
-        from tqdm.auto import tqdm
+        from bonetumor.progress import progress_bar
 
-        iterator = tqdm(files, desc="predict", unit="image")
+        iterator = progress_bar(files, desc="predict", unit="image")
     for file in iterator:
         try:
             image, dets, masks = detect_in_file(model, file, image_size, score_threshold, mask_threshold, device,

@@ -99,9 +99,9 @@ def predict(model, dataset_or_loader, device="cpu", mask_threshold: float = 0.5,
     """
     batches = _batches(dataset_or_loader, batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from bonetumor.progress import progress_bar
 
-        batches = tqdm(batches, desc="predict", unit="batch")
+        batches = progress_bar(batches, desc="predict", unit="batch")
     out: list[dict] = []
     for images, targets, outputs in run_model(model, batches, device):
         for image, target, output in zip(images, targets, outputs):

@@ -21,12 +21,13 @@ def resolve_progress(progress) -> str:
 
 
 def progress_bar(show: str, total: int):
-    """A tqdm bar over ``total`` iterations when ``show`` is ``"bar"``, else ``None``."""
+    """A bar (:func:`bonetumor.progress.progress_bar`) over ``total`` iterations when ``show`` is ``"bar"``,
+    else ``None``."""
     if show != "bar":
         return None
-    from tqdm.auto import tqdm
+    from bonetumor.progress import progress_bar as bar
 
-    return tqdm(total=total, unit="it", dynamic_ncols=True, leave=True)
+    return bar(total=total, unit="it")
 
 
 def duration(seconds: float) -> str:

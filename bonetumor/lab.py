@@ -37,12 +37,12 @@ NBSTRIPOUT_DEFAULT_KEYS = ["metadata.signature", "metadata.widgets", "cell.metad
                            "cell.metadata.ExecuteTime", "cell.metadata.execution", "cell.metadata.heading_collapsed",
                            "cell.metadata.hidden", "cell.metadata.scrolled"]
 KERNEL = "bonetumor"
-#: The Jupyter server configuration installed into ``<venv>/etc/jupyter/jupyter_server_config.d/``.
+#: The Jupyter server settings merged into ``<venv>/etc/jupyter/jupyter_server_config.json``.
 SERVER_CONFIG = {
     "FileContentsManager": {"pre_save_hook": "bonetumor.lab.save_hook"},
     "MultiKernelManager": {"default_kernel_name": KERNEL},
 }
-SERVER_CONFIG_NAME = "bonetumor.json"
+SERVER_CONFIG_NAME = "jupyter_server_config.json"  # (a jupyter_server_config.d/ file would be ignored)
 
 
 def nbstripout_command(*extra: str, python: str | None = None) -> list[str]:
@@ -107,8 +107,12 @@ def install_git_filter(root: Path = paths.ROOT, python: str | None = None) -> bo
 
 
 def install_server_config(prefix: str | Path = sys.prefix) -> Path:
-    """Write :data:`SERVER_CONFIG` where every Jupyter server of this environment reads it."""
-    target = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / SERVER_CONFIG_NAME
+    """Merge :data:`SERVER_CONFIG` into ``<prefix>/etc/jupyter/jupyter_server_config.json``, which every
+    Jupyter server of this environment reads (other settings in that file are kept)."""
+    target = Path(prefix) / "etc" / "jupyter" / SERVER_CONFIG_NAME
+    config = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
+    for section, values in SERVER_CONFIG.items():
+        config.setdefault(section, {}).update(values)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(SERVER_CONFIG, indent=2) + "\n", encoding="utf-8")
+    target.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return target

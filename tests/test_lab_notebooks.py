@@ -8,7 +8,10 @@ import subprocess
 import nbformat
 import pytest
 from jupyter_server.services.contents.filemanager import FileContentsManager
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from nbformat.v4 import new_output
+from traitlets.config.loader import JSONFileConfigLoader
 
 from bonetumor import lab, paths
 
@@ -131,9 +134,14 @@ def test_git_status_stays_clean(scratch_project):
 
 
 def test_server_config_names_the_hook_and_the_kernel(tmp_path):
+    config_dir = tmp_path / "etc" / "jupyter"
+    config_dir.mkdir(parents=True)
+    (config_dir / "jupyter_server_config.json").write_text('{"ServerApp": {"log_level": "WARN"}}')
     target = lab.install_server_config(tmp_path)
-    assert target == tmp_path / "etc" / "jupyter" / "jupyter_server_config.d" / "bonetumor.json"
+    assert target == config_dir / "jupyter_server_config.json"
     config = json.loads(target.read_text())
+    assert config["ServerApp"] == {"log_level": "WARN"}  # what was there stays
     assert config["MultiKernelManager"]["default_kernel_name"] == "bonetumor"
-    contents = FileContentsManager(root_dir=str(tmp_path), **config["FileContentsManager"])
-    assert contents.pre_save_hook is lab.save_hook
+    loaded = JSONFileConfigLoader(target.name, path=str(config_dir)).load_config()  # as a Jupyter server reads it
+    assert AsyncLargeFileManager(config=loaded, root_dir=str(tmp_path)).pre_save_hook is lab.save_hook
+    assert AsyncMappingKernelManager(config=loaded).default_kernel_name == "bonetumor"

@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 from bonetumor import lab
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run(lab.nbstripout_command(*args.files)).returncode
     config = lab.install_server_config()
     print(f"lab: Jupyter server config {config}")
-    if lab.install_git_filter():
+    if lab.install_git_filter(ROOT):
         print("lab: git filter nbstripout defined for notebooks/*.ipynb (.gitattributes)")
     else:
         print("lab: not a git checkout, no git filter defined")

@@ -26,12 +26,14 @@ What a run folder holds (all written atomically: temporary file, then ``os.repla
     validation mask MSE (the paper's Figure 6 "MSE performance") and Dice, anything ``val_metrics_fn``
     returns, seconds and images/s.
 ``run.json``
-    Settings, normalisation, initialisation (ImageNet or random), best epoch, status, device, times.
+    Settings, normalisation, initialisation (ImageNet or random), best epoch, status, device, times, and
+    ``data``: the dataset folder (absolute) and its content fingerprint (:func:`data_record`), which
+    ``bonetumor evaluate`` checks before scoring the run on a dataset.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,8 +44,10 @@ import torch
 
 import bonetumor
 from bonetumor import io
-from bonetumor.modeling.checkpoints import RUN_FORMAT
+from bonetumor.modeling.checkpoints import RUN_FORMAT, RunFileError, read_run_json
 from bonetumor.versioning import code_state
+
+log = logging.getLogger(__name__)
 
 #: The files of a run folder, in the order ``run.json`` lists them.
 RUN_FILES = ("last.pt", "best.pt", "interrupted.pt", "model.safetensors", "history.csv", "run.json")
@@ -61,23 +65,44 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def previous_record(path: Path) -> tuple[dict, list[dict]]:
-    """``(times, resumed)`` of an earlier ``run.json`` of the run being resumed (empty when there is none)."""
+def previous_record(path: Path) -> tuple[dict, list[dict], dict | None]:
+    """``(times, resumed, data)`` of an earlier ``run.json`` of the run being resumed: empty when there is
+    none, and when it is damaged (a warning says so; the resumed run writes a new one from the checkpoint)."""
     if not path.is_file():
-        return {}, []
-    old = json.loads(path.read_text())
-    return old.get("times", {}), old.get("resumed", [])
+        return {}, [], None
+    try:
+        old = read_run_json(path)
+    except (OSError, RunFileError) as exc:
+        log.warning("resume: %s; its times and resume history are not carried over", exc)
+        return {}, [], None
+    times, resumed, data = old.get("times"), old.get("resumed"), old.get("data")
+    return (times if isinstance(times, dict) else {}, resumed if isinstance(resumed, list) else [],
+            data if isinstance(data, dict) else None)
+
+
+def data_record(settings) -> dict | None:
+    """The dataset a run trains on, for ``run.json``: ``{"path": its folder, absolute, "fingerprint": SHA-256
+    of its content}`` (:func:`bonetumor.data.btxrd.fingerprint`); ``None`` when the settings name no dataset
+    folder that exists (e.g. for Datasets built in memory)."""
+    from bonetumor.data import btxrd
+
+    try:
+        root = btxrd.find_root(settings.data_path)
+    except (OSError, ValueError):
+        return None
+    return {"path": str(root), "fingerprint": btxrd.fingerprint(root)}
 
 
 def run_record(*, settings, normalisation: dict, init: str, n_train: int, n_val: int, iterations_per_epoch: int,
                device: torch.device, amp: bool, deterministic: bool, best: dict | None, done: int,
-               resumed: list[dict], paths: Mapping[str, Path], times: dict) -> dict:
+               resumed: list[dict], paths: Mapping[str, Path], times: dict, data: dict | None = None) -> dict:
     """The content of ``run.json`` (status ``running``; :func:`write_record` updates it)."""
     return {
         "format": RUN_FORMAT,
         "status": "running",
         "tag": settings.tag(),
         "settings": settings.model_dump(mode="json"),
+        "data": data,
         "normalisation": normalisation,
         "init": init,
         "n_train": n_train,

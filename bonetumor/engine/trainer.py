@@ -108,6 +108,7 @@ def train(settings: Settings, train_dataset: Dataset, val_dataset: Dataset | Non
     show = report.resolve_progress(progress)
     val_dataset = _checked_datasets(train_dataset, val_dataset)
     checkpoint = checkpoint_to_resume(paths, settings, resume)
+    data = run_files.data_record(settings)
     if checkpoint is not None:
         image_mean, image_std = kept_normalisation(checkpoint, image_mean, image_std)
     with deterministic_algorithms(device.type == "cpu") as deterministic:
@@ -116,14 +117,14 @@ def train(settings: Settings, train_dataset: Dataset, val_dataset: Dataset | Non
                                  checkpoint)
         times, resumed = {"started": run_files.now()}, []
         if checkpoint is not None:
-            times, resumed = _restore(session, checkpoint, times)
+            times, resumed, data = _restore(session, checkpoint, times, data)
             del checkpoint
         session.info = run_files.run_record(
             settings=settings, normalisation=session.normalisation, init=session.init, n_train=len(train_dataset),
             n_val=len(val_dataset) if val_dataset is not None else 0,
             iterations_per_epoch=len(session.train_loader), device=device, amp=session.amp,
             deterministic=deterministic, best=session.best, done=session.done, resumed=resumed, paths=paths,
-            times=times)
+            times=times, data=data)
         last = min(epochs, stop_after_epoch) if stop_after_epoch is not None else epochs
         if session.done < last:
             _run_epochs(session, last, show, val_metrics_fn)
@@ -168,22 +169,28 @@ def _start_session(settings: Settings, paths: dict[str, Path], device: torch.dev
                     val_loader, amp, init, normalisation)
 
 
-def _restore(session: _Session, checkpoint: Mapping, times: dict) -> tuple[dict, list[dict]]:
+def _restore(session: _Session, checkpoint: Mapping, times: dict,
+             data: dict | None) -> tuple[dict, list[dict], dict | None]:
     """Load the checkpoint's weights, optimiser, schedule, RNG states, history and counters into the
-    session; return run.json's ``times`` and ``resumed`` carried over from the interrupted run."""
+    session; return run.json's ``times``, ``resumed`` and ``data`` carried over from the interrupted run.
+    ``ValueError`` when the dataset's content differs from the one the run started on."""
+    old_times, resumed, old_data = run_files.previous_record(session.paths["run.json"])
+    if data and old_data and old_data.get("fingerprint") and old_data.get("fingerprint") != data["fingerprint"]:
+        raise ValueError(f"cannot resume {session.paths['run.json'].parent}: it started on {old_data.get('path')} "
+                         f"(data fingerprint {str(old_data['fingerprint'])[:12]}), but {data['path']} has "
+                         f"fingerprint {data['fingerprint'][:12]}: other data; train into another folder")
     session.model.load_state_dict(checkpoint["model"])
     session.optimizer.load_state_dict(checkpoint["optimizer"])
     session.scheduler.load_state_dict(checkpoint["scheduler"])
     set_rng_state(checkpoint["rng"], session.loader_generator)
     session.history, session.best = checkpoint["history"], checkpoint["best"]
     session.done, session.iteration = checkpoint["epoch"], checkpoint["iteration"]
-    old_times, resumed = run_files.previous_record(session.paths["run.json"])
     times = {**old_times, **times}
     times["started"] = old_times.get("started", times["started"])
     epochs = session.settings.train.epochs
     if session.done < epochs:
         resumed.append({"from_epoch": session.done, "epochs": epochs, "at": run_files.now()})
-    return times, resumed
+    return times, resumed, data or old_data
 
 
 # ---- the epochs --------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ model (:func:`load_model`) — everything inference needs, without the training 
 A checkpoint (``last.pt``, ``best.pt``, ``interrupted.pt``) loads with ``torch.load(path,
 weights_only=True)``: only tensors, dicts, lists, numbers and strings; the settings are a JSON string.
 See :func:`checkpoint_state` for its keys and ``bonetumor.engine.run_files`` for the whole run folder.
+
+A run file that cannot be used — truncated, not of its format, holding objects a weights-only load refuses,
+``run.json`` without settings — raises :class:`RunFileError` (a ``ValueError``): one line naming the file,
+what is wrong with it and how to recover (resume from the other checkpoint, rebuild ``run.json``, retrain).
 """
 
 from __future__ import annotations
@@ -31,6 +35,35 @@ CHECKPOINT_FORMAT = "bonetumor-checkpoint/1"
 RUN_FORMAT = "bonetumor-run/1"
 #: The ``format`` field of ``model.safetensors``' metadata.
 WEIGHTS_FORMAT = "bonetumor-weights/1"
+
+
+class RunFileError(ValueError):
+    """A file of a run folder cannot be used: the message (one line) names it, says what is wrong with it
+    and how to recover."""
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def recovery(path: Path) -> str:
+    """How to recover from a damaged file of a run folder, by its name."""
+    name = Path(path).name
+    run = Path(path).parent
+    if name == "last.pt":
+        return (f"resume from the other checkpoint: copy {run / 'best.pt'} over it and run `bonetumor train "
+                "--resume` (training continues from the best epoch), or retrain")
+    if name == "best.pt":
+        return "use the other checkpoint (--which last), or retrain"
+    if name == "interrupted.pt":
+        return "delete it: `bonetumor train --resume` restarts the interrupted epoch from last.pt"
+    if name == "model.safetensors":
+        return "delete it to load best.pt instead, or use the other checkpoint (--which last), or retrain"
+    if name == "run.json":
+        return ("rebuild it with `bonetumor train --resume --out RUN` and the run's settings (last.pt holds "
+                "them), or retrain")
+    return "retrain, or point at another file"
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------
@@ -75,17 +108,42 @@ def save_checkpoint(state: Mapping, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+#: Keys every checkpoint holds (:func:`checkpoint_state`).
+CHECKPOINT_KEYS = ("format", "epoch", "iteration", "model", "optimizer", "scheduler", "rng", "settings",
+                   "normalisation", "init", "history", "best")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """A checkpoint written by training, loaded with ``weights_only=True`` (no arbitrary unpickling);
-    ``settings`` and ``history`` come back parsed (dict, list of rows)."""
+    ``settings`` and ``history`` come back parsed (dict, list of rows). :class:`RunFileError` when the file
+    is damaged, holds objects a weights-only load refuses, or is not a complete bonetumor checkpoint."""
+    import pickle
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise RunFileError(f"{path}: refused: it holds Python objects other than tensors and plain data, "
+                               "which only an unsafe load would run (not a checkpoint written by bonetumor, or "
+                               f"tampered with); nothing was executed; {recovery(path)}") from None
+        raise RunFileError(f"{path}: damaged or not a checkpoint ({_first_line(exc)}); {recovery(path)}") from None
+    except Exception as exc:  # torch raises RuntimeError, EOFError, KeyError, ... for a damaged file
+        raise RunFileError(f"{path}: damaged or not a checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
+                           f"{recovery(path)}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a bonetumor checkpoint ({CHECKPOINT_FORMAT})")
-    state["settings"] = json.loads(state["settings"])
-    state["history"] = json.loads(state["history"])
+        raise RunFileError(f"{path}: not a bonetumor checkpoint ({CHECKPOINT_FORMAT}); {recovery(path)}")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise RunFileError(f"{path}: incomplete checkpoint (no {', '.join(missing)}); {recovery(path)}")
+    try:
+        state["settings"] = json.loads(state["settings"])
+        state["history"] = json.loads(state["history"])
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise RunFileError(f"{path}: its settings or history are not valid JSON ({_first_line(exc)}); "
+                           f"{recovery(path)}") from None
     return state
 
 
@@ -134,22 +192,42 @@ def read_run_info(run_dir: str | os.PathLike) -> RunInfo:
     path = run_dir / "run.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no trained run (no run.json); train one with `bonetumor train`")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(raw).__name__}")
+    raw = read_run_json(path)
     if raw.get("format", RUN_FORMAT) != RUN_FORMAT:
-        raise ValueError(f"{path}: format {raw['format']!r} is not {RUN_FORMAT!r}")
+        raise RunFileError(f"{path}: format {_short(raw['format'])} is not {RUN_FORMAT!r}; {recovery(path)}")
     if "settings" not in raw:
-        raise ValueError(f"{path}: no 'settings' (is it a run written by `bonetumor train`?)")
+        raise RunFileError(f"{path}: no 'settings' (is it a run written by `bonetumor train`?); {recovery(path)}")
     try:
         settings = Settings.model_validate(raw["settings"])
     except ValidationError as exc:
-        raise ValueError(f"{path}: invalid settings: {exc}") from exc
+        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()[:3])
+        raise RunFileError(f"{path}: invalid settings ({errors}); {recovery(path)}") from None
     return RunInfo(run_dir, settings, _checked_normalisation(raw.get("normalisation"), path), raw.get("init"),
                    raw.get("status"), raw)
+
+
+def read_run_json(path: str | os.PathLike) -> dict:
+    """The content of a ``run.json`` (a JSON object), unchecked beyond that; :class:`RunFileError` naming
+    the file when it is not UTF-8 JSON holding an object."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); {recovery(path)}") from None
+    except json.JSONDecodeError as exc:
+        raise RunFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                           f"{recovery(path)}") from None
+    except RecursionError:
+        raise RunFileError(f"{path}: JSON nested too deeply to parse; {recovery(path)}") from None
+    if not isinstance(raw, dict):
+        raise RunFileError(f"{path}: expected a JSON object, found {type(raw).__name__}; {recovery(path)}")
+    return raw
+
+
+def _short(value) -> str:
+    import reprlib
+
+    return reprlib.repr(value)
 
 
 def _checked_normalisation(value, path: Path) -> dict | None:
@@ -159,7 +237,8 @@ def _checked_normalisation(value, path: Path) -> dict | None:
         isinstance(value.get(k), list) and len(value[k]) in (1, 3) and all(isinstance(v, (int, float)) for v in value[k])
         for k in ("mean", "std"))
     if not ok:
-        raise ValueError(f"{path}: 'normalisation' must be {{mean: [1 or 3 numbers], std: [1 or 3 numbers]}}, got {value!r}")
+        raise RunFileError(f"{path}: 'normalisation' must be {{mean: [1 or 3 numbers], std: [1 or 3 numbers]}}, "
+                           f"got {_short(value)}; {recovery(path)}")
     return {"mean": list(value["mean"]), "std": list(value["std"])}
 
 
@@ -183,7 +262,8 @@ def load_model(run_dir: str | os.PathLike, which: str = "best", device: str | to
     run_dir = Path(run_dir)
     run = read_run_info(run_dir)
     if run.normalisation is None:
-        raise ValueError(f"{run_dir / 'run.json'}: no 'normalisation', so the model's input scaling is unknown")
+        raise RunFileError(f"{run_dir / 'run.json'}: no 'normalisation', so the model's input scaling is unknown; "
+                           f"{recovery(run_dir / 'run.json')}")
     settings = run.settings
     weights = _weights_file(run_dir, which)
     # pretrained=False: the weights are replaced below, so never download ImageNet's just to discard them.
@@ -192,10 +272,20 @@ def load_model(run_dir: str | os.PathLike, which: str = "best", device: str | to
     if weights.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(weights))
+        try:
+            state = load_file(str(weights))
+        except Exception as exc:  # safetensors' SafetensorError, OSError, ...
+            raise RunFileError(f"{weights}: damaged or not a safetensors file ({_first_line(exc)}); "
+                               f"{recovery(weights)}") from None
     else:
         state = load_checkpoint(weights)["model"]
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 200 else detail[:199] + "…"
+        raise RunFileError(f"{weights}: its weights do not fit the model of {run_dir / 'run.json'} "
+                           f"({detail}); {recovery(weights)}") from None
     model.init = run.raw.get("init", model.init)
     model.to(device_for(device) if not isinstance(device, torch.device) else device).eval()
     return model, {**run.raw, "weights": str(weights), "settings_object": settings}

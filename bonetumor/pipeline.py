@@ -63,7 +63,7 @@ def ensure_dataset(settings: Settings, progress: bool = True) -> Path:
 def prepare(settings: Settings, progress: bool = True) -> Prepared:
     """Read the dataset (BTXRD reader, also for the phantom), resize it once into the cache, assign
     pseudo-patients, find near-duplicates and split (grouped 70/10/20 or held-out centre)."""
-    from bonetumor.data import btxrd, splits
+    from bonetumor.data import btxrd, patients, splits
 
     root = ensure_dataset(settings, progress=progress)
     records, problems = btxrd.read_dataset(root)

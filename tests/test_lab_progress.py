@@ -39,7 +39,8 @@ def test_disabled_bar_still_iterates_silently(capsys, monkeypatch):
 
 KERNEL_CELLS = [
     # a live bar that redraws several times (steps longer than the redraw interval), then a note
-    "import os, time\nos.environ['BONETUMOR_PROGRESS'] = 'live'\nfrom bonetumor.progress import progress_bar, note, in_kernel\nassert in_kernel()\n"
+    "import os, time\nos.environ['BONETUMOR_PROGRESS'] = 'live'\n"
+    "from bonetumor.progress import progress_bar, note, in_kernel\nassert in_kernel()\n"
     "for _ in progress_bar(range(4), desc='live', unit='step'):\n    time.sleep(0.25)\n"
     "note('using saved predictions')",
     # what `make paper` gets: nothing while running, the final state once

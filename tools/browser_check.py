@@ -39,7 +39,8 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
                   "--disable-dev-shm-usage", "--window-size=1400,1100"]
 
 CHECK_NOTEBOOK_CELLS = [
-    "# a progress bar, as the package shows it in a notebook\nimport time\nfrom bonetumor.progress import progress_bar\n"
+    "# a progress bar, as the package shows it in a notebook\n"
+    "import time\nfrom bonetumor.progress import progress_bar\n"
     "for _ in progress_bar(range(12), desc='work', unit='step'):\n    time.sleep(0.05)",
     "# a figure drawn by bonetumor.reporting, displayed inline (as in notebooks/)\n%matplotlib inline\n"
     "import numpy as np\nimport pandas as pd\n"
@@ -189,18 +190,46 @@ def lab_environment(tmp: Path) -> dict:
     return env
 
 
+def start_lab(tmp: Path, token: str, port: int) -> subprocess.Popen:
+    """JupyterLab at the project root, as `make lab` opens it, on ``port`` of 127.0.0.1 only."""
+    command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+               "--LabApp.expose_app_in_browser=True", *(["--allow-root"] if os.geteuid() == 0 else [])]
+    return start(command, OUT / "jupyterlab.log", lab_environment(tmp))
+
+
+def run_all_in_browser(driver: "WebDriver", url: str, timeout: float) -> dict:
+    """Open ``url`` (a notebook in the lab), Run All, take screenshots, click the case browser's "next",
+    save; what the page showed."""
+    driver.get(url)
+    kernel = wait_for("the kernel", lambda: (driver.script(JS_KERNEL_STATUS) or [None, None])[1] == "idle"
+                      and driver.script(JS_KERNEL_STATUS), 120)
+    driver.script("return window.jupyterapp.commands.execute('notebook:run-all-cells');")
+    wait_for("every cell to run", lambda: _all_ran(driver.script(JS_OUTPUTS)), timeout, 1.0)
+    time.sleep(1.0)  # let images decode before the screenshot
+    outputs = driver.script(JS_OUTPUTS)
+    shots = [driver.screenshot(OUT / "lab-top.png")]
+    driver.script("const imgs = document.querySelectorAll('.jp-OutputArea-output img');"
+                  "if (imgs.length) imgs[imgs.length - 1].scrollIntoView({block: 'end'});")
+    time.sleep(0.5)
+    shots.append(driver.screenshot(OUT / "lab-last-image.png"))
+    next_case = _click_next_case(driver)
+    if next_case:
+        shots.append(driver.screenshot(OUT / "lab-case-browser-next.png"))
+    driver.script("return window.jupyterapp.commands.execute('docmanager:save');")
+    time.sleep(2.0)
+    return {"kernel": kernel, "cells": outputs, "screenshots": [str(s) for s in shots], "next_case": next_case}
+
+
 def check(notebook: Path | None, timeout: float) -> dict:
     """Run one notebook in the lab in Chromium; returns what was seen (raises ``AssertionError`` if wrong)."""
     OUT.mkdir(parents=True, exist_ok=True)
+    notebook = (notebook or write_check_notebook(OUT / "notebook")).resolve()
+    status_before = git_status(notebook)
     with tempfile.TemporaryDirectory(prefix="bonetumor-browser-") as tmp_name:
         tmp = Path(tmp_name)
-        notebook = (notebook or write_check_notebook(OUT / "notebook")).resolve()
-        status_before = git_status(notebook)
         token, lab_port, driver_port = secrets.token_hex(16), free_port(), free_port()
-        lab = start([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={lab_port}",
-                     "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                     f"--ServerApp.root_dir={ROOT}", "--LabApp.expose_app_in_browser=True",
-                     "--ServerApp.open_browser=False", *(["--allow-root"] if os.geteuid() == 0 else [])], OUT / "jupyterlab.log", lab_environment(tmp))
+        lab = start_lab(tmp, token, lab_port)
         chromedriver = start([CHROMEDRIVER, f"--port={driver_port}"], OUT / "chromedriver.log")
         driver = None
         try:
@@ -210,37 +239,22 @@ def check(notebook: Path | None, timeout: float) -> dict:
             wait_for("ChromeDriver", lambda: urllib.request.urlopen(
                 f"http://127.0.0.1:{driver_port}/status", timeout=5).status == 200, 60)
             driver = WebDriver(driver_port, tmp / "chromium-profile")
-            driver.get(f"{base}/lab/tree/{notebook.relative_to(ROOT).as_posix()}?reset&token={token}")
-            kernel = wait_for("the kernel", lambda: (driver.script(JS_KERNEL_STATUS) or [None, None])[1] == "idle"
-                              and driver.script(JS_KERNEL_STATUS), 120)
-            driver.script("return window.jupyterapp.commands.execute('notebook:run-all-cells');")
-            outputs = wait_for("every cell to run", lambda: _all_ran(driver.script(JS_OUTPUTS)), timeout, 1.0)
-            time.sleep(1.0)  # let images decode before the screenshot
-            outputs = driver.script(JS_OUTPUTS)
-            shots = [driver.screenshot(OUT / "lab-top.png")]
-            driver.script("const imgs = document.querySelectorAll('.jp-OutputArea-output img');"
-                          "if (imgs.length) imgs[imgs.length - 1].scrollIntoView({block: 'end'});")
-            time.sleep(0.5)
-            shots.append(driver.screenshot(OUT / "lab-last-image.png"))
-            seen_next = _click_next_case(driver)
-            driver.script("return window.jupyterapp.commands.execute('docmanager:save');")
-            time.sleep(2.0)
-            if seen_next:
-                shots.append(driver.screenshot(OUT / "lab-case-browser-next.png"))
-            seen = {"kernel": kernel, "cells": outputs, "screenshots": [str(s) for s in shots], "next_case": seen_next,
-                    "git_status_before": status_before, "git_status_after": git_status(notebook)}
+            seen = run_all_in_browser(
+                driver, f"{base}/lab/tree/{notebook.relative_to(ROOT).as_posix()}?reset&token={token}", timeout)
         finally:
             if driver is not None:
                 driver.quit()
             stop(chromedriver)
             stop(lab)
+    seen.update(git_status_before=status_before, git_status_after=git_status(notebook))
     (OUT / "seen.json").write_text(json.dumps(seen, indent=1))
     _assert_reader_sees(seen)
     return seen
 
 
 JS_CASE_POSITION = """
-const label = [...document.querySelectorAll('.jupyter-widgets.widget-label')].find(l => /^case \\d+ of/.test(l.textContent));
+const label = [...document.querySelectorAll('.jupyter-widgets.widget-label')]
+  .find(l => /^case \\d+ of/.test(l.textContent));
 return label ? label.textContent : null;"""
 
 

@@ -27,7 +27,7 @@ help: ## show this help
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-env: $(STAMP) lab-setup ## create .venv, install the package and its pinned dependencies, register the Jupyter kernel
+env: $(STAMP) lab-setup ## create .venv, install the package and its pinned dependencies, register the Jupyter kernel, set up the lab
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -150,10 +150,12 @@ def load(profile: str = "quick", overrides: dict | None = None, data: str | Path
     """Read ``params/<profile>.yaml`` and apply nested ``overrides`` (e.g. ``{"train": {"epochs": 3}}``).
 
     ``data``, when given (``make paper DATA=...``), is a BTXRD-layout folder: it sets ``data.source`` to
-    ``btxrd`` and ``data.path`` to it. Empty string or ``None`` keeps the profile's phantom.
+    ``btxrd`` and ``data.path`` to it. Empty string or ``None`` keeps the profile's phantom. A ``data.path``
+    (given so, in an override or in the profile) is stored absolute and resolved against the current
+    directory, so that a run records the folder it really read, whatever directory it is used from later.
     """
     if data:
-        overrides = merge_overrides(overrides or {}, {"data": {"source": "btxrd", "path": str(data)}})
+        overrides = merge_overrides(overrides or {}, {"data": {"source": "btxrd", "path": _absolute(data)}})
     file = paths.PARAMS / f"{profile}.yaml"
     if not file.is_file():
         raise FileNotFoundError(f"no profile {profile!r}: {file} does not exist (profiles: {', '.join(PROFILES)})")
@@ -162,11 +164,18 @@ def load(profile: str = "quick", overrides: dict | None = None, data: str | Path
     except yaml.YAMLError as exc:
         raise ValueError(f"{file}: not valid YAML: {exc}") from exc
     raw = merge_overrides(raw, overrides or {})
+    if isinstance(raw.get("data"), dict) and isinstance(raw["data"].get("path"), (str, Path)) and raw["data"]["path"]:
+        raw["data"] = {**raw["data"], "path": _absolute(raw["data"]["path"])}
     raw.setdefault("profile", profile)
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
         raise ValueError(f"{file}: {exc}") from exc
+
+
+def _absolute(path: str | Path) -> str:
+    """``path`` with ``~`` expanded, made absolute against the current directory and resolved."""
+    return str(Path(path).expanduser().resolve())
 
 
 def default_profile() -> str:

@@ -42,15 +42,22 @@ def score_threshold(run: Path, settings, given: float | None) -> float:
     """``given``, else the threshold chosen on the validation split (``RUN/score_threshold.json``), else the
     run's settings."""
     import json
+    import math
 
     chosen = run / "score_threshold.json"
     if given is not None:
         return float(given)
     if chosen.is_file():
         try:
-            return float(json.loads(chosen.read_text())["value"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{chosen}: not a score threshold file ({exc}); delete it or pass --score-threshold")
+            value = float(json.loads(chosen.read_bytes().decode("utf-8"))["value"])
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+            raise ValueError(f"{chosen}: not a score threshold file ({detail}); delete it (`bonetumor evaluate "
+                             "RUN` writes it again) or pass --score-threshold") from None
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{chosen}: score threshold {value!r} is not a number between 0 and 1; delete it "
+                             "(`bonetumor evaluate RUN` writes it again) or pass --score-threshold")
+        return value
     return float(settings.evaluate.score_threshold)
 
 

@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=512, help="longest image side in pixels (default 512)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier phantom of other settings in OUT (a folder that holds no phantom "
+                        "is never replaced)")
     p.set_defaults(handler=_phantom)
 
     p = sub.add_parser("download", help="download a public dataset (checksummed)")
@@ -92,10 +95,21 @@ def _phantom(args: argparse.Namespace) -> int:
     for name in ("images", "size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be positive, not {getattr(args, name)}")
-    phantom.generate(Path(args.out), n_images=args.images, seed=args.seed, size=args.size)
+    out = Path(args.out)
+    if phantom.same_phantom(out, n_images=args.images, seed=args.seed, size=args.size):
+        verb = "already holds"
+    else:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+            earlier = out.is_dir() and (out / "phantom.json").is_file()
+            raise FileExistsError(f"{out}: already exists and "
+                                  + ("holds a phantom of other settings; pass --force to replace it, or choose "
+                                     "another folder" if earlier else
+                                     "is not an empty folder; choose another folder (it is never replaced)"))
+        phantom.generate(out, n_images=args.images, seed=args.seed, size=args.size, overwrite=args.force)
+        verb = "wrote"
     records, problems = btxrd.read_dataset(args.out)
     info = btxrd.summary(records, problems)
-    print(f"wrote a synthetic phantom to {args.out}: {info['images']} images "
+    print(f"{verb} a synthetic phantom {'in' if verb != 'wrote' else 'to'} {args.out}: {info['images']} images "
           f"({', '.join(f'{k} {v}' for k, v in info['classes'].items())}), {info['lesions']} lesions")
     if problems:
         print(f"the BTXRD reader finds {len(problems)} problem(s) in it:", file=sys.stderr)

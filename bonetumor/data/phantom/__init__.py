@@ -78,9 +78,9 @@ from bonetumor.data.layout import BENIGN_SUBTYPES, MALIGNANT_SUBTYPES, SHEET_COL
 from bonetumor.data.phantom.plan import (CENTRE_COUNTS, DEFAULT_PROPORTIONS, SITE_LIMB, SITE_TEMPLATES,
                                          SITE_WEIGHTS, SUBTYPE_SITES, SUBTYPE_WEIGHTS, TEMPLATE_JOINT, plan)
 from bonetumor.data.phantom.radiograph import CENTRE_STYLE, VIEW_ANGLE, render
-from bonetumor.data.phantom.write import LABELME_VERSION, VERSION, generate, labelme
+from bonetumor.data.phantom.write import LABELME_VERSION, VERSION, generate, labelme, same_phantom
 
-__all__ = ["generate", "plan", "render", "labelme", "SHEET_COLUMNS", "SUBTYPES", "BENIGN_SUBTYPES",
+__all__ = ["generate", "same_phantom", "plan", "render", "labelme", "SHEET_COLUMNS", "SUBTYPES", "BENIGN_SUBTYPES",
            "MALIGNANT_SUBTYPES", "VIEW_COLUMNS", "DEFAULT_PROPORTIONS", "SUBTYPE_WEIGHTS", "CENTRE_COUNTS",
            "SITE_WEIGHTS", "SITE_TEMPLATES", "TEMPLATE_JOINT", "SITE_LIMB", "SUBTYPE_SITES", "VIEW_ANGLE",
            "CENTRE_STYLE", "VERSION", "LABELME_VERSION"]

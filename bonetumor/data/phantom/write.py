@@ -1,6 +1,7 @@
 """Writing the phantom in the BTXRD layout: LabelMe 5.4.1 documents from the lesion masks, sheet rows and
 ``dataset.xlsx`` with reproducible bytes, JPEG images, and :func:`generate`, which writes the whole folder
-atomically (built in a temporary sibling, renamed into place at the end)."""
+atomically (built in a temporary sibling, renamed into place at the end, with the folder modes a plain
+``mkdir`` gives); :func:`same_phantom` tells whether a folder already holds a given phantom."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from PIL import Image
 from scipy import ndimage
 
 from bonetumor.data.layout import SHEET_COLUMNS
+from bonetumor.io import plain_mode
 from bonetumor.data.phantom import radiograph
 from bonetumor.data.phantom.plan import SITE_LIMB, TEMPLATE_JOINT, plan, proportions_of
 from bonetumor.data.phantom.radiograph import CENTRE_STYLE
@@ -28,36 +30,68 @@ LABELME_VERSION = "5.4.1"
 _FIXED_DATE = "2025-01-01T00:00:00Z"
 
 
+def _meta(n_images: int, seed: int, size: int, proportions: dict[str, float] | None) -> dict:
+    """The settings part of ``phantom.json``."""
+    return {"generator": "bonetumor.data.phantom", "version": VERSION, "seed": int(seed), "size": int(size),
+            "n_images": int(n_images), "proportions": proportions_of(proportions)}
+
+
+def same_phantom(out: Path, n_images: int, seed: int = 0, size: int = 512,
+                 proportions: dict[str, float] | None = None) -> bool:
+    """Whether ``out`` holds a complete phantom written by :func:`generate` with these settings (its
+    ``dataset.xlsx``, written last, is there and its ``phantom.json`` names the same settings)."""
+    out = Path(out).expanduser()
+    try:
+        meta = json.loads((out / "phantom.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(meta, dict) or not (out / "dataset.xlsx").is_file():
+        return False
+    want = _meta(n_images, seed, size, proportions)
+    return all(meta.get(k) == v for k, v in want.items())
+
+
 def generate(out: Path, n_images: int, seed: int = 0, size: int = 512,
              proportions: dict[str, float] | None = None, progress: bool = True, *,
-             workers: int | None = None) -> Path:
+             workers: int | None = None, overwrite: bool = False) -> Path:
     """Write a phantom dataset in the BTXRD layout to ``out`` and return ``out``.
 
     The dataset is built in a temporary sibling folder and renamed into place at the end, so an interrupted
     run never leaves a complete-looking dataset (``dataset.xlsx`` present). ``out`` must not exist or be an
-    empty folder. The same ``seed`` (and size, proportions) gives byte-identical files, whatever ``workers``.
+    empty folder; with ``overwrite``, a folder holding an earlier phantom (``phantom.json``) is replaced too
+    (a non-empty folder without one never is). The same ``seed`` (and size, proportions) gives
+    byte-identical files, whatever ``workers``. Folders get the modes a plain ``mkdir`` would give.
     """
     out = Path(out).expanduser().resolve()
     size = int(size)
     if size < 64:
         raise ValueError(f"size must be at least 64 pixels, got {size}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} already exists and is not an empty folder; remove it or choose another")
+    replace = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if replace and not (overwrite and out.is_dir() and (out / "phantom.json").is_file()):
+        what = ("holds an earlier phantom (pass overwrite=True, or --force, to replace it)"
+                if out.is_dir() and (out / "phantom.json").is_file() else "is not an empty folder")
+        raise FileExistsError(f"{out} already exists and {what}; remove it or choose another folder")
     entries = plan(n_images, seed, proportions)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    os.chmod(tmp, plain_mode(directory=True))  # mkdtemp's 0700 would otherwise become the dataset's mode
     try:
         (tmp / "images").mkdir()
         (tmp / "Annotations").mkdir()
         rows = _write_images(entries, size, tmp, out.name, progress, workers)
-        meta = {"generator": "bonetumor.data.phantom", "version": VERSION, "seed": int(seed), "size": size,
-                "n_images": len(entries), "proportions": proportions_of(proportions),
+        meta = {**_meta(len(entries), seed, size, proportions),
                 "duplicates": {e["name"]: e["duplicate_of"] for e in entries if e["duplicate_of"]}}
         (tmp / "phantom.json").write_text(json.dumps(meta, indent=2) + "\n")
         write_sheet(tmp / "dataset.xlsx", rows)  # last: its presence marks a complete dataset
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
+        if replace:
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -26,7 +26,9 @@ def plain_mode(directory: bool = False) -> int:
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically, with the
-    permission bits a plain write would give (``mkstemp`` creates it readable by its owner only)."""
+    permission bits a plain write would give (``mkstemp`` creates it readable by its owner only). On any
+    failure ``target`` is left as it was and the temporary file is removed; an ``OSError`` that names no
+    file (e.g. a full disk inside a library's writer) is raised again naming ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -37,6 +39,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         if tmp.exists():
             os.chmod(tmp, plain_mode(directory=tmp.is_dir()))
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

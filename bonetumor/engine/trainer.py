@@ -11,6 +11,7 @@ described in :mod:`bonetumor.engine.run_files`.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -37,6 +38,8 @@ from bonetumor.engine.schedule import make_optimizer, make_scheduler
 from bonetumor.engine.validation import VAL_SEED_OFFSET, validate
 from bonetumor.modeling.checkpoints import WEIGHTS_FORMAT, checkpoint_state, save_checkpoint, save_safetensors
 from bonetumor.modeling.vgg_maskrcnn import LOSS_TERMS, build_model
+
+log = logging.getLogger(__name__)
 
 #: Score of a NaN or missing metric in the choice of the best epoch (finite, so run.json stays valid JSON).
 WORST = -1e300
@@ -213,7 +216,10 @@ def _run_epochs(session: _Session, last: int, show: str, val_metrics_fn) -> None
         _save_interrupted(session, bar)
         raise
     except Exception as exc:
-        session.write_record("failed", error=f"{type(exc).__name__}: {exc}")
+        try:
+            session.write_record("failed", error=f"{type(exc).__name__}: {exc}")
+        except OSError as record_error:  # e.g. the disk that failed the epoch's files is still full
+            log.warning("could not record the failure in %s: %s", session.paths["run.json"], record_error)
         raise
     if bar is not None:
         bar.close()

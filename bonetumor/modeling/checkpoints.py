@@ -103,9 +103,19 @@ def checkpoint_state(model: nn.Module, optimizer, scheduler, settings: Settings,
 
 
 def save_checkpoint(state: Mapping, path: str | os.PathLike) -> Path:
-    with io.atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+    """Write a checkpoint atomically: on any failure (a full disk) the previous file stays as it was."""
+    try:
+        with io.atomic_path(path) as tmp:
+            torch.save(dict(state), tmp)
+    except RuntimeError as exc:  # torch's writer reports a failed write (a full disk) as a RuntimeError
+        raise _write_error(path, exc) from exc
     return Path(path)
+
+
+def _write_error(path, exc: BaseException) -> OSError:
+    return OSError(f"{path}: cannot write it ({type(exc).__name__}: {_first_line(exc)}); is the disk full? The "
+                   "previous version of the file, if any, is intact: free some space, then resume "
+                   "(`bonetumor train --resume`)")
 
 
 #: Keys every checkpoint holds (:func:`checkpoint_state`).
@@ -152,9 +162,14 @@ def save_safetensors(model: nn.Module, path: Path, metadata: Mapping[str, Any]) 
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with io.atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={k: v if isinstance(v, str) else json.dumps(v)
-                                               for k, v in metadata.items()})
+    try:
+        with io.atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={k: v if isinstance(v, str) else json.dumps(v)
+                                                   for k, v in metadata.items()})
+    except OSError:
+        raise
+    except Exception as exc:  # safetensors reports a failed write (a full disk) as a SafetensorError
+        raise _write_error(path, exc) from exc
 
 
 # ---- run folders -------------------------------------------------------------------------------------

@@ -51,9 +51,13 @@ Records follow :mod:`bonetumor.data`, plus ``annotation`` (the LabelMe file, or 
 file with a non-trivial EXIF orientation, ``exif_orientation``. ``patient`` is left ``None`` (the splits
 assign it).
 
-Pixels are never decoded while reading: the image size comes from the file header (a JPEG's end-of-image
-marker is checked to catch truncated files). Width and height are those of the image as displayed, i.e.
-after its EXIF orientation, which is the frame LabelMe annotates in; read pixels with :func:`load_image`.
+Images may be in any format Pillow reads (JPEG, PNG, TIFF, BMP, ...; any bit depth and mode; the content
+decides, not the suffix). Pixels are never decoded while reading: the image size comes from the file header
+(a JPEG's end-of-image marker is checked, other formats' structure verified; a header larger than Pillow's
+decompression-bomb limit is a problem). Width and height are those of the image as displayed, i.e. after
+its EXIF orientation, which is the frame LabelMe annotates in; read pixels with :func:`load_image`. Every
+image is decoded in full once, when the resize cache is made (:func:`resize_records`): an image that fails
+there (e.g. a JPEG cut short but ending in an end marker) is a problem of the dataset and is left out.
 """
 
 from bonetumor.data.btxrd.cache import resize_records, resized_size

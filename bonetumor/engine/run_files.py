@@ -1,7 +1,10 @@
 """The files of a training run folder besides the checkpoints' contents: their names, ``run.json`` (the
 run record), ``history.csv`` and the summary :func:`bonetumor.engine.trainer.train` returns.
 
-What a run folder holds (all written atomically: temporary file, then ``os.replace``):
+What a run folder holds (all written atomically: temporary file, then ``os.replace``; each epoch writes
+``best.pt``/``model.safetensors`` (at a best epoch), ``history.csv``, then ``last.pt``, then ``run.json``, so
+a failure part-way — a full disk — leaves ``last.pt`` at the previous complete epoch and ``--resume`` redoes
+the epoch):
 
 ``last.pt``
     Checkpoint after the last *complete* epoch (see :func:`bonetumor.modeling.checkpoints.checkpoint_state`

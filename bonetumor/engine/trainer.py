@@ -293,18 +293,24 @@ def _record_epoch(session: _Session, epoch: int, row: dict) -> bool:
 
 
 def _save_epoch(session: _Session, epoch: int, is_best: bool) -> None:
-    """``last.pt``; at a best epoch also ``best.pt`` and ``model.safetensors``; ``history.csv``; run.json."""
+    """At a best epoch ``best.pt`` and ``model.safetensors``; ``history.csv``; then ``last.pt`` (at a best
+    epoch a byte copy of ``best.pt``); then run.json. ``last.pt``, where a resume starts, comes after the
+    files of its epoch: a failure before it (a full disk) leaves the previous epoch's ``last.pt``, and the
+    resumed run writes this epoch's files again, so a run never looks complete without its best weights."""
     paths = session.paths
     state = session.checkpoint(epoch, session.iteration)
-    save_checkpoint(state, paths["last.pt"])
     if is_best:
-        with io.atomic_path(paths["best.pt"]) as tmp:
-            shutil.copyfile(paths["last.pt"], tmp)
+        save_checkpoint(state, paths["best.pt"])
         save_safetensors(session.model, paths["model.safetensors"],
                          {"settings": state["settings"], "normalisation": session.normalisation,
                           "epoch": str(epoch), "init": session.init, "format": WEIGHTS_FORMAT})
-    del state
     run_files.write_history(session.history, paths["history.csv"])
+    if is_best:
+        with io.atomic_path(paths["last.pt"]) as tmp:
+            shutil.copyfile(paths["best.pt"], tmp)
+    else:
+        save_checkpoint(state, paths["last.pt"])
+    del state
     session.write_record("running")
 
 

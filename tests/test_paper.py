@@ -52,6 +52,7 @@ def test_successful_run_writes_copies_and_provenance(notebooks, tmp_path, capsys
     provenance = json.loads((reports / "provenance.json").read_text())
     assert provenance["profile"] == "smoke"
     assert "provenance.json" in (reports / "README.md").read_text()
+    assert "[01_ok](notebooks/01_ok.ipynb)" in (reports / "README.md").read_text()
     assert provenance["notebooks"] == [{"name": "01_ok", "seconds": results[0].seconds}]
     assert {"commit", "dirty"} <= set(provenance["code"])
     assert provenance["packages"]["torch"] and provenance["device"]["cpu"]

@@ -48,6 +48,11 @@ def write_readme(reports: Path) -> Path:
                      f"{t['init']} initialisation, best epoch {(t.get('best') or {}).get('epoch')}"]
                     if (t := record.get("training")) else []),
                   "- full record: [provenance.json](provenance.json)", ""]
+    executed = sorted((reports / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if executed:
+        lines += ["## Executed notebooks", "",
+                  "The notebooks as this run executed them, figures included (GitHub renders them):", "",
+                  *[f"- [{nb.stem}](notebooks/{nb.name})" for nb in executed], ""]
     done = set()
     for stem, heading in SECTIONS + [(s, s) for s in sorted(set(tables) | set(figures))]:
         if stem in done or (stem not in tables and stem not in figures):

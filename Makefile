@@ -18,7 +18,7 @@ CLINICAL_CSV ?=
 # Extra arguments for `make lab`, e.g. LAB_ARGS="--no-browser --port 8899".
 LAB_ARGS ?=
 
-.PHONY: help env lab-setup paper test pytest nbval lab strip clean distclean
+.PHONY: help env lab-setup paper test test-fast pytest nbval lab strip clean distclean
 
 help: ## show this help
 	@echo "bonetumor — reproducible companion to a VGG-19 Mask R-CNN bone-tumour paper"
@@ -49,6 +49,9 @@ test: pytest nbval ## pytest on the package, then nbval on every notebook (smoke
 
 pytest: env
 	$(BIN)/python -m pytest -q tests
+
+test-fast: env ## the pytest cases not marked slow (seconds to a minute; make test runs everything)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 nbval: env
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name bonetumor \

@@ -21,7 +21,8 @@ from bonetumor.io import write_json
 
 log = logging.getLogger("bonetumor")
 
-METRICS_FORMAT = "bonetumor-metrics/1"
+#: Bumped whenever evaluate_predictions gains or changes a metric, so an older metrics file is never reused.
+METRICS_FORMAT = "bonetumor-metrics/2"
 
 
 @dataclass

@@ -145,3 +145,36 @@ def test_an_all_normal_split(case):
     lesions = breakdown.lesion_outcomes(preds, normal)
     assert lesions.empty and breakdown.lesion_breakdown(lesions)["coco_size"] == []
     assert [r["lesion_recall"] for r in breakdown.per_centre(t, lesions)] == [pytest.approx(math.nan, nan_ok=True)] * 2
+
+
+def test_the_additions_reach_the_metrics_file_and_its_table(case):
+    from bonetumor.evaluation import evaluate_predictions, metrics_table
+
+    records, preds = case
+    result = evaluate_predictions(preds, records, {"score_threshold": 0.5, "bootstrap": 20}, seed=3)
+    three = result["classification"]["three_class"]
+    assert three["balanced_accuracy"]["value"] == pytest.approx(2 / 3)
+    assert three["malignant_recall"]["value"] == 1.0 and three["malignant_recall"]["n_boot"] <= 20
+    assert result["classification"]["normal_images"]["fp_image_rate"]["value"] == 0.5
+    assert [g["group"] for g in result["breakdown"]["lesion_recall"]["coco_size"]] == ["small", "medium", "large"]
+    assert [c["centre"] for c in result["breakdown"]["per_centre"]] == [1, 2]
+    table = metrics_table(result)
+    row = table[(table["task"] == "three_class") & (table["metric"] == "balanced_accuracy")].iloc[0]
+    assert row["value"] == pytest.approx(2 / 3) and row["ci_low"] <= row["value"] <= row["ci_high"]
+    assert table[table["task"] == "lesion_recall_by_coco_size"]["metric"].tolist() == \
+        ["small (1 lesions)", "medium (2 lesions)", "large (1 lesions)"]
+    assert table[(table["task"] == "centre 2") & (table["metric"] == "lesion_recall")]["value"].iloc[0] == \
+        pytest.approx(2 / 3)
+
+
+def test_lesions_without_subtype_or_centre_are_counted_as_unknown(case):
+    records, preds = case
+    records = [dict(r, centre=None) if r["image_id"] == 2 else r for r in records]
+    records[1]["lesions"] = [dict(les, subtype=None) for les in records[1]["lesions"]]
+    records[1]["subtype"] = None
+    lesions = breakdown.lesion_outcomes(preds, records, score_threshold=0.5)
+    by = breakdown.lesion_breakdown(lesions)
+    assert by["subtype"][-1] == {"group": "unknown", "lesions": 2, "found": 1, "recall": 0.5}
+    assert by["centre"][-1]["group"] == "unknown"
+    for groups in by.values():
+        assert sum(g["lesions"] for g in groups) == len(lesions)

@@ -65,14 +65,18 @@ def lesion_outcomes(preds: Sequence[Mapping], records: Sequence[Mapping], score_
 
 def recall_by(lesions: pd.DataFrame, column: str, order: Sequence | None = None) -> list[dict]:
     """Lesion recall per value of ``column`` of :func:`lesion_outcomes`: ``[{"group", "lesions", "found",
-    "recall"}]`` in ``order`` (default: sorted), groups without a lesion left out."""
-    groups = [g for g in (order if order is not None else sorted(lesions[column].dropna().unique(), key=str))
-              if (lesions[column] == g).any()]
+    "recall"}]`` in ``order`` (default: sorted, a missing value last as ``"unknown"``), groups without a
+    lesion left out, so that every lesion is counted in exactly one group."""
+    values = lesions[column].astype(object).where(lesions[column].notna(), "unknown")
+    if order is None:
+        known = sorted((v for v in values.unique() if v != "unknown"), key=str)
+        order = known + (["unknown"] if (values == "unknown").any() else [])
     out = []
-    for g in groups:
-        sel = lesions[lesions[column] == g]
-        out.append({"group": g if not isinstance(g, np.generic) else g.item(), "lesions": int(len(sel)),
-                    "found": int(sel["found"].sum()), "recall": float(sel["found"].mean())})
+    for g in order:
+        sel = lesions[(values == g).to_numpy()]
+        if len(sel):
+            out.append({"group": g.item() if isinstance(g, np.generic) else g, "lesions": int(len(sel)),
+                        "found": int(sel["found"].sum()), "recall": float(sel["found"].mean())})
     return out
 
 

@@ -32,7 +32,10 @@ import numpy as np
 import pandas as pd
 
 from bonetumor.evaluation.bootstrap import bootstrap_ci
-from bonetumor.evaluation.classification import benign_vs_malignant, confusion, image_table, tumour_vs_normal
+from bonetumor.evaluation.breakdown import lesion_breakdown, lesion_outcomes, per_centre
+from bonetumor.evaluation.classification import (
+    benign_vs_malignant, confusion, image_table, normal_images, three_class, tumour_vs_normal,
+)
 from bonetumor.evaluation.coco_eval import coco_metrics
 from bonetumor.evaluation.lesions import lesion_metrics, refinement_effect
 from bonetumor.evaluation.masks import refined_predictions
@@ -61,6 +64,13 @@ def _jsonable(obj):
     return obj
 
 
+RULES = ("kept detection: score >= score_threshold; image 'tumour' iff it has a kept detection; image "
+         "class = class of its top-scoring kept detection, 'normal' if none; benign vs malignant on "
+         "ground-truth tumour images, positive = malignant, a 'normal' prediction is wrong; "
+         "malignancy score = max score of malignant detections (all saved detections, 0 if none); "
+         "95% percentile bootstrap CIs resampling pseudo-patients")
+
+
 def evaluate_predictions(preds: Sequence[Mapping], records: Sequence[Mapping], settings_eval=None, seed: int = 0,
                          iou_threshold: float = 0.5) -> dict:
     """Every metric of this module from saved predictions and the records of the evaluated split.
@@ -75,7 +85,11 @@ def evaluate_predictions(preds: Sequence[Mapping], records: Sequence[Mapping], s
          "lesions": {"class_aware": {tp, fp, fn, precision, recall, f1}, "class_agnostic": {…},
                      "dice_matched", "iou_matched", "dice_per_lesion", …},
          "classification": {"tumour_vs_normal": {metric: {"value", "ci_low", "ci_high", "n_boot", "n_skipped"}},
-                            "benign_vs_malignant": {…}, "auc_malignant": {…}, "confusion": {…}, "rules": str},
+                            "benign_vs_malignant": {…}, "auc_malignant": {…},
+                            "three_class": {metric: {…}}, "normal_images": {metric: {…}},
+                            "confusion": {…}, "rules": str},
+         "breakdown": {"lesion_recall": {"coco_size", "side_fraction", "subtype", "centre"},
+                       "per_centre": [{...}, ...]},
          "refinement": {"dice_raw", "dice_refined", …},
          "counts": {...}, "settings": {...}}
     """
@@ -90,43 +104,49 @@ def evaluate_predictions(preds: Sequence[Mapping], records: Sequence[Mapping], s
     coco["bbox"] = coco_metrics(used, records)["bbox"] if refine else coco["bbox"]
     lesions = lesion_metrics(used, records, score_threshold, iou_threshold, "bbox", refine=refine)
     table = image_table(used, records, score_threshold)
+    outcomes = lesion_outcomes(used, records, score_threshold, iou_threshold)
+    result = {
+        "detection": coco["bbox"],
+        "segmentation": coco["segm"],
+        "lesions": lesions,
+        "classification": _classification(table, n_boot, seed),
+        "breakdown": {"lesion_recall": lesion_breakdown(outcomes), "per_centre": per_centre(table, outcomes)},
+        "refinement": refinement_effect(used, records, score_threshold, iou_threshold),
+        "counts": _counts(pairs, table, used),
+        "settings": {"score_threshold": score_threshold, "iou_threshold": iou_threshold, "bootstrap": n_boot,
+                     "refine_masks": refine, "seed": seed, "ci_level": 0.95},
+    }
+    return _jsonable(result)
 
+
+def _classification(table: pd.DataFrame, n_boot: int, seed: int) -> dict:
+    """Image-level metrics with patient-bootstrap CIs: the paper's two binary tasks, the three classes and the
+    false positives on normal images."""
     tvn = bootstrap_ci(table, tumour_vs_normal, n_boot, seed)
     bvm = bootstrap_ci(table, benign_vs_malignant, n_boot, seed)
     auc_malignant = bvm.pop("auc")
-    classification = {
+    return {
         "tumour_vs_normal": tvn,
         "benign_vs_malignant": bvm,
         "auc_malignant": auc_malignant,
+        "three_class": bootstrap_ci(table, three_class, n_boot, seed),
+        "normal_images": bootstrap_ci(table, normal_images, n_boot, seed),
         "confusion": confusion(table),
-        "rules": ("kept detection: score >= score_threshold; image 'tumour' iff it has a kept detection; image "
-                  "class = class of its top-scoring kept detection, 'normal' if none; benign vs malignant on "
-                  "ground-truth tumour images, positive = malignant, a 'normal' prediction is wrong; "
-                  "malignancy score = max score of malignant detections (all saved detections, 0 if none); "
-                  "95% percentile bootstrap CIs resampling pseudo-patients"),
+        "rules": RULES,
     }
-    n_lesions = sum(len(r.get("lesions", [])) for r, _ in pairs)
-    counts = {
+
+
+def _counts(pairs, table: pd.DataFrame, used: Sequence[Mapping]) -> dict:
+    return {
         "images": len(table),
         "patients": int(table["patient"].nunique()),
         "normal": int((table["truth"] == "normal").sum()),
         "benign": int((table["truth"] == "benign").sum()),
         "malignant": int((table["truth"] == "malignant").sum()),
-        "lesions": int(n_lesions),
+        "lesions": int(sum(len(r.get("lesions", [])) for r, _ in pairs)),
         "detections": int(sum(len(p["scores"]) for p in used)),
         "detections_kept": int(table["n_kept"].sum()),
     }
-    result = {
-        "detection": coco["bbox"],
-        "segmentation": coco["segm"],
-        "lesions": lesions,
-        "classification": classification,
-        "refinement": refinement_effect(used, records, score_threshold, iou_threshold),
-        "counts": counts,
-        "settings": {"score_threshold": score_threshold, "iou_threshold": iou_threshold, "bootstrap": n_boot,
-                     "refine_masks": refine, "seed": seed, "ci_level": 0.95},
-    }
-    return _jsonable(result)
 
 
 def _num(value) -> float:
@@ -139,7 +159,10 @@ def metrics_table(result: Mapping) -> pd.DataFrame:
 
     Tasks: ``detection`` and ``segmentation`` (COCO AP), ``lesions_class_aware``, ``lesions_class_agnostic``,
     ``lesion_masks``, ``tumour_vs_normal``, ``benign_vs_malignant`` (metrics ``accuracy``, ``precision``,
-    ``recall``, ``specificity``, ``f1``, ``auc``) and ``refinement``."""
+    ``recall``, ``specificity``, ``f1``, ``auc``), ``refinement``, ``three_class`` (per-class precision and
+    recall, balanced accuracy, macro AUC, malignant recall), ``normal_images`` (false positives),
+    ``lesion_recall_by_<coco_size | side_fraction | subtype | centre>`` (metric: the group and its number of
+    lesions) and ``centre <c>`` (that centre's image-level metrics and lesion recall)."""
     rows = []
 
     def add(task, metric, value, lo=None, hi=None):
@@ -162,5 +185,16 @@ def metrics_table(result: Mapping) -> pd.DataFrame:
     add("benign_vs_malignant", "auc", a["value"], a["ci_low"], a["ci_high"])
     for metric in ("dice_raw", "dice_refined", "iou_raw", "iou_refined"):
         add("refinement", metric, result["refinement"][metric])
+    for task in ("three_class", "normal_images"):
+        for metric, v in cls.get(task, {}).items():
+            add(task, metric, v["value"], v["ci_low"], v["ci_high"])
+    breakdown = result.get("breakdown", {})
+    for by, groups in breakdown.get("lesion_recall", {}).items():
+        for g in groups:
+            add(f"lesion_recall_by_{by}", f"{g['group']} ({g['lesions']} lesions)", g["recall"])
+    for centre in breakdown.get("per_centre", []):
+        for metric in ("images", "tumour_accuracy", "tumour_auc", "balanced_accuracy", "malignant_recall",
+                       "lesion_recall"):
+            add(f"centre {centre['centre']}", metric, centre[metric])
     return pd.DataFrame(rows, columns=["task", "metric", "value", "ci_low", "ci_high"])
 

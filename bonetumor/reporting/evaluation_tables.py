@@ -52,3 +52,21 @@ def targets_table(metrics: pd.DataFrame, targets: Sequence) -> pd.DataFrame:
                          columns=["metric", "measured", "target"])
     table["met"] = table["measured"] >= table["target"]
     return table
+
+
+def three_class_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Normal / benign / malignant (per-class precision and recall, balanced accuracy, macro AUC, malignant
+    recall) and the false positives on normal images, from a long metrics table."""
+    return metrics[metrics["task"].isin(["three_class", "normal_images"])]
+
+
+def lesion_recall_tables(result: Mapping) -> dict[str, pd.DataFrame]:
+    """Lesion recall by COCO size, by fraction of the image side, by subtype and by centre: one table each
+    (``group, lesions, found, recall``)."""
+    by = result.get("breakdown", {}).get("lesion_recall", {})
+    return {name: pd.DataFrame(rows, columns=["group", "lesions", "found", "recall"]) for name, rows in by.items()}
+
+
+def per_centre_table(result: Mapping) -> pd.DataFrame:
+    """Image-level metrics and lesion recall of each centre, one row per centre."""
+    return pd.DataFrame(result.get("breakdown", {}).get("per_centre", []))

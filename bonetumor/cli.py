@@ -32,11 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler that writes to ``sys.stderr`` as it is when a message comes (``main`` may run again in one
+    process with stderr replaced, as under pytest's capture), not as it was when the handler was made."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _show_messages() -> None:
     """The package's informational messages (``bonetumor`` logger, e.g. a reused file) on stderr."""
     logger = logging.getLogger("bonetumor")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("bonetumor: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -112,7 +112,8 @@ class Settings(_Strict):
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
     evaluate: EvalSettings = EvalSettings()
-    #: Per-notebook execution timeout for ``make paper``, seconds.
+    #: ``make paper``'s per-cell timeout for the work that does not train, seconds; training's own budget is
+    #: added, scaled with the data (:func:`bonetumor.paper.cell_timeout`).
     notebook_timeout: int = Field(3600, ge=10)
     #: What this profile's numbers should reach (shown, not enforced); none by default.
     targets: tuple[Target, ...] = ()
@@ -170,7 +171,11 @@ def load(profile: str = "quick", overrides: dict | None = None, data: str | Path
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ValueError(f"{file}: {exc}") from exc
+        given = " with the overrides given" if overrides else ""
+        errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']} (got {e.get('input')!r:.60})"
+                           for e in exc.errors()[:3])
+        more = f"; and {exc.error_count() - 3} more" if exc.error_count() > 3 else ""
+        raise ValueError(f"{file}{given}: invalid settings: {errors}{more}") from exc
 
 
 def _absolute(path: str | Path) -> str:

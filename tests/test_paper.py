@@ -175,3 +175,21 @@ def test_executed_copy_is_published_clean(tmp_path):
     assert executed.cells[2].outputs[0].text == "final <reports>\n"  # the kernel ran with one-line progress bars
     assert str(tmp_path) not in published.read_text()
     assert not list((reports / "notebooks").glob(".*"))  # no temporary copy left behind
+
+
+def test_the_cell_timeout_scales_with_the_data_so_a_data_size_never_makes_it_certain(tmp_path):
+    from bonetumor import config
+    from bonetumor.paper import SECONDS_PER_IMAGE_EPOCH, cell_timeout
+
+    quick = config.load("quick")
+    timeout, why = cell_timeout(quick)
+    training = quick.data.phantom_images * quick.train.epochs * SECONDS_PER_IMAGE_EPOCH
+    assert timeout == quick.notebook_timeout + int(training) and f"{quick.data.phantom_images} images" in why
+    # BTXRD's 3,746 radiographs at the quick profile's 24 epochs: about 150-200 s an epoch on 2 cores
+    root = tmp_path / "BTXRD"
+    (root / "images").mkdir(parents=True)
+    (root / "dataset.xlsx").write_bytes(b"")
+    for i in range(3746):
+        (root / "images" / f"IMG{i:06d}.jpeg").write_bytes(b"")
+    btxrd_timeout, why = cell_timeout(config.load("quick", data=str(root)))
+    assert "3746 images" in why and btxrd_timeout > 24 * 200 * 3

@@ -253,3 +253,18 @@ def test_readme_orders_sections_and_links_every_file(tmp_path):
 def test_readme_without_provenance_or_results(tmp_path):
     text = summary.write_readme(tmp_path).read_text()
     assert text.startswith("# Results") and "## " not in text
+
+
+def test_the_results_page_carries_a_stalled_training_warning(tmp_path):
+    import json
+
+    from bonetumor.reporting.summary import write_readme
+
+    (tmp_path / "provenance.json").write_text(json.dumps({"training": {
+        "run": "r", "warning": "training stalled: validation box AP50 stayed at 0 for all 24 epochs",
+        "epochs_done": 24, "train_seconds": 1.0, "init": "random", "best": {"epoch": 1}}}))
+    page = write_readme(tmp_path).read_text()
+    assert "**Warning — training stalled: validation box AP50 stayed at 0 for all 24 epochs.**" in page
+    (tmp_path / "provenance.json").write_text(json.dumps({"training": {
+        "run": "r", "warning": None, "epochs_done": 24, "train_seconds": 1.0, "init": "random", "best": {}}}))
+    assert "Warning" not in write_readme(tmp_path).read_text()

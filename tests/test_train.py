@@ -397,3 +397,12 @@ def test_cli_train(tmp_path, monkeypatch, capsys):
     assert list(history["val_ap50"]) == [0.0, 0.0]
     best = json.loads((out / "run.json").read_text())["best"]
     assert best["metric"] == "val_ap50" and best["epoch"] == int(history["val_loss_total"].idxmin()) + 1
+
+
+def test_a_stalled_training_is_named_in_plain_words():
+    from bonetumor.engine.validation import stall_warning
+
+    assert stall_warning([{"epoch": 1, "val_ap50": 0.0}, {"epoch": 2, "val_ap50": float("nan")}]).startswith(
+        "training stalled: validation box AP50 stayed at 0 for all 2 epochs")
+    assert stall_warning([{"epoch": 1, "val_ap50": 0.0}, {"epoch": 2, "val_ap50": 0.013}]) is None
+    assert stall_warning([{"epoch": 1, "loss_total": 1.0}]) is None  # no validation: nothing to judge

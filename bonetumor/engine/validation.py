@@ -140,3 +140,19 @@ def _add_mask_pixels(output: Mapping[str, torch.Tensor], masks: torch.Tensor, sh
     pixels["predicted"] += float(pred.sum())
     pixels["truth"] += float(gt.sum())
 
+
+
+def stall_warning(history) -> str | None:
+    """A plain sentence when training stalled — validation box AP50 (``val_ap50``) zero or undefined at every
+    epoch, as on real radiographs with a recipe that does not learn — else ``None``. ``history``: the rows
+    of ``history.csv`` (a DataFrame or a list of dicts)."""
+    import pandas as pd
+
+    table = pd.DataFrame(history)
+    if "val_ap50" not in table or table.empty:
+        return None
+    ap50 = pd.to_numeric(table["val_ap50"], errors="coerce").fillna(0.0)
+    if (ap50 > 0).any():
+        return None
+    return (f"training stalled: validation box AP50 stayed at 0 for all {len(table)} epochs, so the model did "
+            "not learn to find lesions; the metrics below are those of a detector that finds nothing useful")

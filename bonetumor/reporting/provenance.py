@@ -11,8 +11,11 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import pandas as pd
+
 from bonetumor import paths
 from bonetumor.config import Settings
+from bonetumor.engine.validation import stall_warning
 from bonetumor.io import write_json
 from bonetumor.versioning import code_state  # noqa: F401  (provenance.code_state: used by bonetumor.paper)
 
@@ -69,7 +72,9 @@ def training_description(settings: Settings) -> dict | None:
         return None
     info = json.loads(info_file.read_text())
     times = info.get("times", {})
-    return {"run": settings.run_name, "code": info.get("code"), "status": info.get("status"), "init": info.get("init"),
+    history = info_file.with_name("history.csv")
+    warning = stall_warning(pd.read_csv(history)) if history.is_file() else None
+    return {"run": settings.run_name, "warning": warning, "code": info.get("code"), "status": info.get("status"), "init": info.get("init"),
             "epochs_done": info.get("epochs_done"), "best": info.get("best"), "device": info.get("device"),
             "train_seconds": times.get("train_seconds"), "seconds_per_epoch": times.get("seconds_per_epoch"),
             "n_train": info.get("n_train"), "n_val": info.get("n_val")}

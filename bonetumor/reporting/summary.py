@@ -31,6 +31,8 @@ def write_readme(reports: Path) -> Path:
              "own numbers appear only where marked *as reported*. Results on the synthetic phantom say so.", ""]
     if provenance.is_file():
         record = json.loads(provenance.read_text())
+        if (record.get("training") or {}).get("warning"):
+            lines += [f"> **Warning — {record['training']['warning']}.**", ""]
         code = record.get("code", {})
         device = record.get("device", {})
         lines += ["## Provenance", "",

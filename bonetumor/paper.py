@@ -8,8 +8,9 @@ produced the reports.
 The executed copies are published (committed, read on GitHub), so they are written deterministically
 (:func:`publishable`): no papermill or nbclient timestamps and durations, no absolute paths of this machine
 (``<repo>``, ``<tmp>``, ``~`` instead), no widget state (a static viewer cannot show it), progress-bar
-redraws collapsed to their final line; figures (``image/png``) are kept. Identical cell outputs give a
-byte-identical file. The kernels run with ``BONETUMOR_PROGRESS=final`` (see :mod:`bonetumor.progress`).
+redraws collapsed to their final line; figures (``image/png``) are kept — except on real BTXRD data, whose
+licence (CC BY-NC-ND) forbids publishing derivatives of its radiographs: there every picture is withheld
+from the published copy (:data:`IMAGE_WITHHELD`). Identical cell outputs give a byte-identical file. The kernels run with ``BONETUMOR_PROGRESS=final`` (see :mod:`bonetumor.progress`).
 """
 
 from __future__ import annotations
@@ -133,9 +134,26 @@ def _scrub_output(output, replacements):
     return output
 
 
-def _clean_outputs(outputs: list, replacements) -> list:
+#: What stands in a published notebook for a picture a licence forbids publishing (BTXRD: CC BY-NC-ND).
+IMAGE_WITHHELD = "[picture shown when the notebook runs; not published: the BTXRD licence forbids derivatives]"
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif", "application/pdf")
+
+
+def _withhold_images(output):
+    """The output without its pictures (a text line says why), for data whose licence forbids publishing them."""
+    data = output.get("data")
+    if not data or not any(m in data for m in IMAGE_MIMES):
+        return output
+    for mime in IMAGE_MIMES:
+        data.pop(mime, None)
+        output.get("metadata", {}).pop(mime, None)
+    data["text/plain"] = IMAGE_WITHHELD
+    return output
+
+
+def _clean_outputs(outputs: list, replacements, withhold_images: bool = False) -> list:
     """Consecutive stream outputs of one name merged, each progress bar's redraws collapsed to the line a
-    frontend finally shows, paths replaced, widget views dropped."""
+    frontend finally shows, paths replaced, widget views dropped; pictures withheld when asked."""
     cleaned = []
     for output in outputs:
         if output.get("output_type") == "stream":
@@ -146,7 +164,7 @@ def _clean_outputs(outputs: list, replacements) -> list:
             continue
         output = _scrub_output(output, replacements)
         if output is not None:
-            cleaned.append(output)
+            cleaned.append(_withhold_images(output) if withhold_images else output)
     for output in cleaned:
         if output.get("output_type") == "stream":
             text = _OVERWRITTEN.sub("", output["text"]).replace("\r", "")
@@ -154,8 +172,10 @@ def _clean_outputs(outputs: list, replacements) -> list:
     return cleaned
 
 
-def publishable(nb, replacements):
-    """A copy of an executed notebook (``nbformat`` node) fit to publish: see the module docstring."""
+def publishable(nb, replacements, withhold_images: bool = False):
+    """A copy of an executed notebook (``nbformat`` node) fit to publish: see the module docstring.
+    ``withhold_images``: every picture replaced by :data:`IMAGE_WITHHELD` (real BTXRD data, whose licence
+    forbids publishing derivatives of its radiographs)."""
     nb = copy.deepcopy(nb)
     for key in RUN_NOTEBOOK_METADATA:
         nb.metadata.pop(key, None)
@@ -168,22 +188,24 @@ def publishable(nb, replacements):
             cell["id"] = INJECTED_CELL_ID  # papermill gives it a new random id each run
         cell.source = _scrub_text(cell.source, replacements)
         if cell.cell_type == "code":
-            cell.outputs = _clean_outputs(cell.outputs, replacements)
+            cell.outputs = _clean_outputs(cell.outputs, replacements, withhold_images)
     return nb
 
 
-def write_publishable(executed: Path, target: Path, reports: Path | None = None) -> Path:
+def write_publishable(executed: Path, target: Path, reports: Path | None = None,
+                      withhold_images: bool = False) -> Path:
     """Read an executed notebook, write its :func:`publishable` copy to ``target`` (atomically)."""
     import nbformat
 
-    nb = publishable(nbformat.read(executed, as_version=4), path_replacements(reports=reports))
+    nb = publishable(nbformat.read(executed, as_version=4), path_replacements(reports=reports), withhold_images)
     nbformat.validate(nb)
     return write_text(target, nbformat.writes(nb) + "\n")
 
 
-def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) -> float:
-    """Execute one notebook with papermill into ``out_dir`` (its published copy: :func:`publishable`);
-    returns its wall time in seconds."""
+def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int,
+                 withhold_images: bool = False) -> float:
+    """Execute one notebook with papermill into ``out_dir`` (its published copy: :func:`publishable`, its
+    pictures withheld when ``withhold_images``); returns its wall time in seconds."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -212,7 +234,7 @@ def run_notebook(notebook: Path, out_dir: Path, parameters: dict, timeout: int) 
             tmp.unlink(missing_ok=True)
     reports = Path(parameters["reports_dir"]) if parameters.get("reports_dir") else None
     try:
-        write_publishable(tmp, target, reports=reports)
+        write_publishable(tmp, target, reports=reports, withhold_images=withhold_images)
     finally:
         tmp.unlink(missing_ok=True)
     return time.perf_counter() - start
@@ -282,7 +304,8 @@ def run_paper(profile: str | None = None, data: str | None = None, reports: Path
     for index, notebook in enumerate(notebooks, 1):
         print(f"[{index}/{len(notebooks)}] {notebook.stem} ...", end=" ", file=stream, flush=True)
         try:
-            seconds = run_notebook(notebook, out_dir, parameters, timeout)
+            seconds = run_notebook(notebook, out_dir, parameters, timeout,
+                                   withhold_images=settings.data.source == "btxrd")
         except NotebookFailed:
             print("FAILED", file=stream, flush=True)
             raise

@@ -69,7 +69,8 @@ def prepare(settings: Settings, progress: bool = True) -> Prepared:
     root = ensure_dataset(settings, progress=progress)
     records, problems = btxrd.read_dataset(root)
     records = patients.assign_pseudo_patients(records)
-    records = btxrd.resize_records(records, settings.data.image_size, progress=progress)
+    # an image that fails its one full decode becomes a problem of the dataset and is left out of every split
+    records = btxrd.resize_records(records, settings.data.image_size, progress=progress, problems=problems)
     duplicates = patients.find_near_duplicates(records)
     if settings.data.split_kind == "centre":
         split = splits.centre_split(records, val_fraction=settings.data.val_fraction, seed=settings.seed,
@@ -134,10 +135,11 @@ def ensure_trained(settings: Settings, prepared: Prepared | None = None, progres
     folder's name carries a fingerprint of the settings (:attr:`Settings.run_name`), and
     :func:`bonetumor.engine.train` refuses a checkpoint whose settings differ."""
     from bonetumor.engine import train
+    from bonetumor.modeling.checkpoints import read_run_json
 
     folder = run_dir(settings)
     info = folder / "run.json"
-    if info.is_file() and json.loads(info.read_text()).get("status") == "complete":
+    if info.is_file() and read_run_json(info).get("status") == "complete":
         return folder
     train_set, val_set, mean, std = training_data(settings, prepared)
     train(settings, train_set, val_set, folder, mean, std, resume=True, device=device, progress=progress,

@@ -262,9 +262,6 @@ def test_a_jpeg_cut_short_but_ending_in_an_end_marker_is_found_by_the_one_full_d
         btxrd.resize_records(records, 48, cache_dir=tmp_path / "cache2", progress=False)
 
 
-@pytest.mark.xfail(strict=True, raises=btxrd.DatasetError,
-                   reason="needs pipeline.prepare to pass problems=problems to resize_records (the lead's file); "
-                          "remove this mark with that change")
 def test_prepare_leaves_an_image_that_fails_its_full_decode_out_of_every_split(data):
     _cut_with_end_marker(data.image(data.normal))
     settings = config.load("smoke", overrides={"data": {"image_size": 64}}, data=data.root)

@@ -67,7 +67,7 @@ def _add_train(subparsers) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     bars = p.add_mutually_exclusive_group()
     bars.add_argument("--progress", dest="progress", action="store_true", default=None,
-                      help="tqdm progress bars (default when stderr is a terminal)")
+                      help="progress bars with ETA (default when stderr is a terminal)")
     bars.add_argument("--no-progress", dest="progress", action="store_false",
                       help="one line per epoch (default when stderr is not a terminal)")
     p.set_defaults(handler=train_command)

@@ -51,9 +51,9 @@ def resize_records(records: Sequence[dict], image_size: int, cache_dir: str | os
     folder.mkdir(parents=True, exist_ok=True)
     iterator: Iterable = records
     if progress:
-        from tqdm.auto import tqdm
+        from bonetumor.progress import progress_bar
 
-        iterator = tqdm(records, desc=f"resize to {image_size}px", unit="image")
+        iterator = progress_bar(records, desc=f"resize to {image_size}px", unit="image")
     out = []
     for rec in iterator:
         w, h = int(rec["width"]), int(rec["height"])

@@ -134,9 +134,9 @@ def fingerprint(root: str | os.PathLike, progress: bool = False) -> str:
     digest = hashlib.sha256()
     iterator = entries
     if progress:
-        from tqdm.auto import tqdm
+        from bonetumor.progress import progress_bar
 
-        iterator = tqdm(entries, desc="fingerprint", unit="file")
+        iterator = progress_bar(entries, desc="fingerprint", unit="file")
     for rel, path in iterator:
         content = sha256_file(path)
         digest.update(f"{rel}\0{content}\n".encode())

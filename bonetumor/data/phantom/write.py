@@ -105,9 +105,9 @@ def _write_images(entries: list[dict], size: int, folder: Path, name: str, progr
     jobs = [(e, size, str(folder)) for e in entries]
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(entries) >= 64 else 1
-    from tqdm.auto import tqdm
+    from bonetumor.progress import progress_bar
 
-    bar = tqdm(total=len(jobs), desc=f"phantom {name}", unit="img", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc=f"phantom {name}", unit="img", enabled=progress)
     try:
         rows = []
         if workers <= 1:

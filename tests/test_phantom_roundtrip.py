@@ -2,6 +2,7 @@
 planned, a COCO file pycocotools loads, and masks that survive polygon → mask → polygon."""
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
@@ -43,3 +44,27 @@ def test_coco_loads_and_masks_survive_polygon_roundtrip(phantom200, tmp_path):
         back = coco.annToMask(dict(ann, segmentation=polygons)).astype(bool)
         ious.append((mask & back).sum() / (mask | back).sum())
     assert min(ious) >= 0.9, min(ious)
+
+
+def test_near_duplicate_threshold_finds_the_planted_pairs(phantom200, tmp_path):
+    """The phash threshold (distance <= 4) against the phantom's planted duplicates: every re-saved copy
+    (another JPEG quality) and an exact byte copy are found, and little else is."""
+    import json
+    import shutil
+
+    from bonetumor.data import patients
+
+    planted = json.loads((phantom200 / "phantom.json").read_text())["duplicates"]
+    assert planted, "the 200-image phantom plants no duplicate"
+    copy_root = tmp_path / "BTXRD"
+    shutil.copytree(phantom200, copy_root)
+    records, _ = btxrd.read_dataset(copy_root)
+    by_name = {r["name"]: r for r in records}
+    # an exact duplicate: one normal image's bytes copied over another's
+    normals = [r for r in records if r["label"] == "normal" and r["name"] not in planted]
+    shutil.copyfile(normals[0]["file"], normals[-1]["file"])
+    expected = {tuple(sorted((by_name[a]["image_id"], by_name[Path(b).stem]["image_id"]))) for a, b in planted.items()}
+    expected.add(tuple(sorted((normals[0]["image_id"], normals[-1]["image_id"]))))
+    found = set(patients.find_near_duplicates(records))
+    assert expected <= found, expected - found
+    assert len(found - expected) <= 2, found - expected  # pairs the phantom did not plant: few, if any

@@ -226,3 +226,15 @@ def test_tiny_dataset_fills_every_requested_split():
     two = pt.assign_pseudo_patients(make_records(2, seed=4))
     splits = sp.grouped_split(two, (0.7, 0.1, 0.2))
     assert sum(len(v) > 0 for v in splits.values()) == 2  # two groups fill two splits at most
+
+
+def test_label_conflicts_inside_a_duplicate_component_are_reported():
+    recs = pt.assign_pseudo_patients(make_records(10, seed=4))
+    assert pt.label_conflicts(recs, []) == []  # one class per patient, neighbours never merged
+    # join two images of different classes, far apart in id, through a duplicate pair
+    a = next(r for r in recs if r["label"] == "benign")
+    b = next(r for r in reversed(recs) if r["label"] == "malignant")
+    conflicts = pt.label_conflicts(recs, [(a["image_id"], b["image_id"])])
+    assert len(conflicts) == 1
+    joined = next(c for c in conflicts if a["image_id"] in c["image_ids"])
+    assert b["image_id"] in joined["image_ids"] and {"benign", "malignant"} <= set(joined["labels"])

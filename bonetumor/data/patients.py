@@ -153,3 +153,16 @@ def patient_groups(records: Sequence[dict], duplicates: Iterable[Pair] | None) -
         members.setdefault(uf.find(rec["patient"]), []).append(i)
     return list(members.values())
 
+
+
+def label_conflicts(records: Sequence[dict], duplicates: Iterable[Pair] | None) -> list[dict]:
+    """The groups of :func:`patient_groups` whose images disagree on their class (e.g. a near-duplicate pair
+    labelled benign in one copy and malignant in the other): ``[{"image_ids", "labels"}]``, in group order.
+    Such a group stays in one split either way; the list says where the labels deserve a second look."""
+    records = ensure_patients(records)
+    out = []
+    for idx in patient_groups(records, duplicates):
+        labels = sorted({records[i]["label"] for i in idx})
+        if len(labels) > 1:
+            out.append({"image_ids": [int(records[i]["image_id"]) for i in idx], "labels": labels})
+    return out

@@ -52,7 +52,8 @@ sys.addaudithook(_audit)  # audit hooks cannot be removed: this one records only
 #: code, profiles and installed metadata) and the kernel's CPU statistics.
 _PACKAGE = Path(bonetumor.__file__).resolve().parent
 _CODE = [Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}] + \
-        [_PACKAGE, _PACKAGE.parent / "bonetumor.egg-info", paths.PARAMS.resolve(), Path("/dev/null"), Path("/proc")]
+        [_PACKAGE, _PACKAGE.parent / "bonetumor.egg-info", paths.PARAMS.resolve(), Path("/dev/null"), Path("/proc"),
+         Path(__file__).resolve().parent]  # the tests' own sources, which a warning's report may read (linecache)
 
 
 @contextlib.contextmanager

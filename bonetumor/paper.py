@@ -92,7 +92,7 @@ def _stderr_to(log):
 def path_replacements(*, reports: Path | None = None, root: Path = paths.ROOT) -> list[tuple[re.Pattern, str]]:
     """How the published copies name this machine's absolute paths, most specific first: the repository
     ``<repo>``, a reports folder outside it ``<reports>``, a temporary folder ``<tmp>``, the home folder
-    ``~``. A path is replaced only as a whole (``/work/main`` never inside ``/work/main2``)."""
+    ``~``. A path is replaced only as a whole (``/home/me/bonetumor`` never inside ``/home/me/bonetumor2``)."""
     places = [(Path(root).resolve(), "<repo>"), (Path(tempfile.gettempdir()).resolve(), "<tmp>"),
               (Path.home().resolve(), "~")]
     if reports is not None and not Path(reports).resolve().is_relative_to(Path(root).resolve()):

@@ -169,7 +169,7 @@ def cached_predictions(run: Path, settings: Settings, split: str, records: list[
     Saved predictions are reused only when their ``meta`` names the same run, split, checkpoint, data folder
     and mask threshold and they are newer than the weights; otherwise (or with ``recompute``) the run's
     model predicts again and the file is replaced."""
-    from bonetumor.engine.determinism import device_for
+    from bonetumor.devices import device_for
     from bonetumor.engine.inference import predict
     from bonetumor.evaluation import load_predictions, save_predictions
     from bonetumor.modeling import checkpoints
@@ -211,6 +211,35 @@ def validation_threshold(run: Path, settings: Settings, prepared: Prepared, whic
     chosen = choose_score_threshold(preds, val, fallback=settings.evaluate.score_threshold)
     write_json(Path(run) / "score_threshold.json", {**chosen, "checkpoint": which})
     return chosen
+
+
+def score_threshold_for(run: Path, settings: Settings, which: str = "best", given: float | None = None) -> float:
+    """The detection score threshold ``bonetumor predict`` uses: ``given``, else the one chosen on the
+    validation split for this checkpoint (``<run>/score_threshold.json``, written by
+    :func:`validation_threshold`), else the settings'. A malformed file is a ``ValueError`` naming it."""
+    import math
+
+    from bonetumor.modeling.checkpoints import read_run_json
+
+    chosen = Path(run) / "score_threshold.json"
+    if given is not None:
+        return float(given)
+    if not chosen.is_file():
+        return float(settings.evaluate.score_threshold)
+    how = "delete it (`bonetumor evaluate RUN` writes it again) or pass --score-threshold"
+    try:
+        saved = read_run_json(chosen)
+        value = float(saved["value"])
+    except (ValueError, KeyError, TypeError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise ValueError(f"{chosen}: not a score threshold file ({detail}); {how}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{chosen}: score threshold {value!r} is not a number between 0 and 1; {how}")
+    if saved.get("checkpoint", which) != which:
+        log.info("%s was chosen for the %r checkpoint, not %r; score threshold %s from the settings", chosen,
+                 saved["checkpoint"], which, settings.evaluate.score_threshold)
+        return float(settings.evaluate.score_threshold)
+    return value
 
 
 def ensure_predictions(settings: Settings, split: str = "test", prepared: Prepared | None = None,

@@ -118,6 +118,11 @@ def test_cli_predict_with_a_tiny_untrained_model_exits_non_zero_on_a_bad_file(fo
     assert main(["predict", str(run), str(folder / "knee.png"), "--out", str(tmp_path / "pred4"),
                  "--score-threshold", "0.5"]) == 0
     assert "at score ≥ 0.5;" in capsys.readouterr().out
+    # a threshold chosen for another checkpoint is not used for this one: the settings' threshold is
+    (run / "score_threshold.json").write_text(json.dumps({"value": 0.99, "checkpoint": "best"}))
+    assert main(["predict", str(run), str(folder / "knee.png"), "--out", str(tmp_path / "pred5"),
+                 "--which", "last"]) == 0
+    assert "at score ≥ 0;" in capsys.readouterr().out
 
 
 def test_collect_images_keeps_missing_paths_to_report_them(folder, tmp_path):

@@ -38,32 +38,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
-def score_threshold(run: Path, settings, given: float | None) -> float:
-    """``given``, else the threshold chosen on the validation split (``RUN/score_threshold.json``), else the
-    run's settings."""
-    import json
-    import math
-
-    chosen = run / "score_threshold.json"
-    if given is not None:
-        return float(given)
-    if chosen.is_file():
-        try:
-            value = float(json.loads(chosen.read_bytes().decode("utf-8"))["value"])
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
-            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
-            raise ValueError(f"{chosen}: not a score threshold file ({detail}); delete it (`bonetumor evaluate "
-                             "RUN` writes it again) or pass --score-threshold") from None
-        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"{chosen}: score threshold {value!r} is not a number between 0 and 1; delete it "
-                             "(`bonetumor evaluate RUN` writes it again) or pass --score-threshold")
-        return value
-    return float(settings.evaluate.score_threshold)
-
-
 def predict_command(args) -> int:
     """0 when every image was processed, 1 when any failed."""
-    from bonetumor.engine.determinism import device_for
+    from bonetumor import pipeline
+    from bonetumor.devices import device_for
     from bonetumor.modeling.checkpoints import load_model, read_run_info, resolve_run
     from bonetumor.predict import predict_images
 
@@ -73,7 +51,7 @@ def predict_command(args) -> int:
     device = device_for(args.device)
     run = resolve_run(args.run)
     settings = read_run_info(run).settings
-    threshold = score_threshold(run, settings, args.score_threshold)
+    threshold = pipeline.score_threshold_for(run, settings, args.which, args.score_threshold)
     model, _ = load_model(run, which=args.which, device=device)
     df = predict_images(model, args.images, args.out, settings.data.image_size, score_threshold=threshold,
                         mask_threshold=settings.evaluate.mask_threshold, device=device)

@@ -10,3 +10,4 @@ CLASSES = ("background", "benign", "malignant")
 #: Image-level labels used by the records; "normal" images carry no lesion.
 IMAGE_LABELS = ("normal", "benign", "malignant")
 LABEL_TO_ID = {"benign": 1, "malignant": 2}
+ID_TO_LABEL = {v: k for k, v in LABEL_TO_ID.items()}

@@ -28,6 +28,7 @@ from pathlib import Path
 from bonetumor import config, paths
 from bonetumor.io import write_text
 from bonetumor.reporting import provenance, summary
+from bonetumor.versioning import code_state
 
 KERNEL = "bonetumor"
 LOGS = paths.ROOT / "build" / "logs"
@@ -294,7 +295,7 @@ def run_paper(profile: str | None = None, data: str | None = None, reports: Path
     parameters = {"profile": profile, "data": str(data or ""), "reports_dir": str(reports)}
     if clinical_csv:
         parameters["clinical_csv"] = str(Path(clinical_csv).resolve())
-    state = provenance.code_state()
+    state = code_state()
     if notebooks == ordered_notebooks():
         _clear_outputs(reports)  # a full run leaves only what it made: no stale figure beside new provenance
     timeout, why = cell_timeout(settings)

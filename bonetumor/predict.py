@@ -25,7 +25,6 @@ import pandas as pd
 from bonetumor import CLASSES
 from bonetumor.data.btxrd import IMAGE_SUFFIXES, resized_size
 
-#: File suffixes taken from a folder given as input.
 #: Overlay colours (RGB) per class name.
 COLOURS = {"benign": (40, 200, 80), "malignant": (230, 40, 40)}
 OVERLAY_SUFFIX = "_overlay.png"

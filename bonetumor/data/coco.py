@@ -27,7 +27,6 @@ from bonetumor.io import write_json
 
 #: Category ids of the COCO ground truth (the model's labels; 0 is background and never a category).
 CATEGORIES = [{"id": LABEL_TO_ID[name], "name": name, "supercategory": "tumour"} for name in ("benign", "malignant")]
-ID_TO_LABEL = {v: k for k, v in LABEL_TO_ID.items()}
 
 
 def polygon_area(points: np.ndarray) -> float:

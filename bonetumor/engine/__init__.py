@@ -5,7 +5,7 @@ Names are imported lazily from their submodules on first use, so that importing 
 ``bonetumor.engine.determinism``) does not import them all:
 
 ========================  ===============================================================
-``engine.determinism``    ``device_for``, ``seed_everything``, ``deterministic_algorithms``, ``rng_state``,
+``engine.determinism``    ``seed_everything``, ``deterministic_algorithms``, ``rng_state``,
                           ``set_rng_state``, ``isolated_rng``
 ``engine.schedule``       ``make_optimizer``, ``lr_factor``, ``make_scheduler``
 ``engine.loop``           ``train_one_epoch``, ``make_loader``, ``NonFiniteLossError``
@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "determinism": ("device_for", "seed_everything", "deterministic_algorithms", "rng_state", "set_rng_state",
+    "determinism": ("seed_everything", "deterministic_algorithms", "rng_state", "set_rng_state",
                     "isolated_rng"),
     "schedule": ("make_optimizer", "lr_factor", "make_scheduler", "WARMUP_START", "MULTISTEP_MILESTONES"),
     "loop": ("train_one_epoch", "make_loader", "NonFiniteLossError"),

@@ -11,9 +11,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from bonetumor.devices import device_for
 
-__all__ = ["device_for", "seed_everything", "deterministic_algorithms", "rng_state", "set_rng_state",
+__all__ = ["seed_everything", "deterministic_algorithms", "rng_state", "set_rng_state",
            "isolated_rng"]
 
 

@@ -30,8 +30,9 @@ from bonetumor import io
 from bonetumor.config import Settings
 from bonetumor.engine import progress as report
 from bonetumor.engine import run_files
-from bonetumor.engine.determinism import (deterministic_algorithms, device_for, isolated_rng, rng_state,
-                                          seed_everything, set_rng_state)
+from bonetumor.devices import device_for
+from bonetumor.engine.determinism import (deterministic_algorithms, isolated_rng, rng_state, seed_everything,
+                                          set_rng_state)
 from bonetumor.engine.loop import make_loader, train_one_epoch
 from bonetumor.engine.resume import checkpoint_to_resume, kept_normalisation
 from bonetumor.engine.schedule import make_optimizer, make_scheduler

@@ -16,9 +16,9 @@ from bonetumor.evaluation.coco_eval import coco_metrics
 from bonetumor.evaluation.lesions import box_iou, greedy_match, lesion_metrics, refinement_effect
 from bonetumor.evaluation.masks import dice, mask_iou, refine_mask, refined_predictions
 from bonetumor.evaluation.metrics import evaluate_predictions, metrics_table
+from bonetumor.data.coco import decode_mask, encode_mask
 from bonetumor.evaluation.predictions import (
-    PREDICTIONS_FORMAT, aligned_pairs, decode_mask, encode_mask, kept_detections, load_predictions,
-    save_predictions,
+    PREDICTIONS_FORMAT, aligned_pairs, kept_detections, load_predictions, save_predictions,
 )
 
 __all__ = [

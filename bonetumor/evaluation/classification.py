@@ -10,13 +10,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bonetumor import LABEL_TO_ID
-from bonetumor.data.coco import ID_TO_LABEL
+from bonetumor import ID_TO_LABEL, IMAGE_LABELS, LABEL_TO_ID
 from bonetumor.evaluation.predictions import aligned_pairs
 
 NORMAL, TUMOUR = "normal", "tumour"
 #: The three image classes, in the order every three-class result uses.
-THREE_CLASSES = ("normal", "benign", "malignant")
+THREE_CLASSES = IMAGE_LABELS
 IMAGE_TABLE_COLUMNS = ["image_id", "patient", "truth", "truth_tumour", "pred_class", "pred_tumour", "tumour_score",
                        "malignancy_score", "n_kept", "benign_score", "subtype", "centre"]
 

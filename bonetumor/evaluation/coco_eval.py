@@ -13,7 +13,8 @@ import io
 import math
 from typing import Mapping, Sequence
 
-from bonetumor.data.coco import CATEGORIES, ID_TO_LABEL, coco_ground_truth
+from bonetumor import ID_TO_LABEL
+from bonetumor.data.coco import CATEGORIES, coco_ground_truth
 from bonetumor.evaluation.predictions import aligned_pairs
 
 

@@ -14,9 +14,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from bonetumor import LABEL_TO_ID
-from bonetumor.data.coco import lesion_box, lesion_rle
 from bonetumor.evaluation.masks import dice, mask_iou, refine_mask
-from bonetumor.evaluation.predictions import aligned_pairs, decode_mask, kept_detections
+from bonetumor.data.coco import decode_mask, lesion_box, lesion_rle
+from bonetumor.evaluation.predictions import aligned_pairs, kept_detections
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from bonetumor.evaluation.predictions import decode_mask, encode_mask
+from bonetumor.data.coco import decode_mask, encode_mask
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:

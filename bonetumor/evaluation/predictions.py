@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 
-from bonetumor.data.coco import decode_mask, encode_mask, record_in_frame
+from bonetumor.data.coco import record_in_frame
 
 PREDICTIONS_FORMAT = "bonetumor-predictions/1"
 

@@ -26,14 +26,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon, Rectangle
 
-from bonetumor import LABEL_TO_ID
+from bonetumor import ID_TO_LABEL
+from bonetumor import IMAGE_LABELS as CLASSES
 from bonetumor.data.coco import record_in_frame
 from bonetumor.evaluation import benign_vs_malignant, decode_mask, image_table, tumour_vs_normal
 
 ALL = "all"
 OUTCOMES = {"TP": "true positive", "FP": "false positive", "FN": "false negative", "TN": "true negative"}
-CLASSES = ("normal", "benign", "malignant")
-ID_TO_LABEL = {v: k for k, v in LABEL_TO_ID.items()}
 CLASS_COLOURS = {"benign": "#1b9e77", "malignant": "#d95f02"}
 TRUTH_COLOUR = "#ffd400"
 #: Detections below the threshold drawn (faint, dotted) so the slider's effect can be seen; at most this many.

@@ -12,12 +12,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from bonetumor import LABEL_TO_ID
+from bonetumor import ID_TO_LABEL
 from bonetumor.data.dataset import rasterise_lesion
 from bonetumor.evaluation import decode_mask, kept_detections
 from bonetumor.preprocess import preprocess_radiograph, read_grayscale
 
-ID_TO_LABEL = {v: k for k, v in LABEL_TO_ID.items()}
 RULE_KEPT = "first test tumour image with a kept detection"
 RULE_NONE_KEPT = "first test tumour image: no test tumour image has a kept detection"
 

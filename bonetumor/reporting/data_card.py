@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-CLASSES = ("normal", "benign", "malignant")
+from bonetumor import IMAGE_LABELS as CLASSES
 
 #: The published Kaggle CSV (``antimoni/bone-tumor``, 500 rows) as documented: column, type, documented
 #: values and, for the categorical columns whose counts are documented, those counts.

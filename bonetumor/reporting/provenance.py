@@ -4,7 +4,6 @@ and its content fingerprint, seeds, and the wall time of each notebook."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import platform
 import sys
 import time
@@ -16,8 +15,8 @@ import pandas as pd
 from bonetumor import paths
 from bonetumor.config import Settings
 from bonetumor.engine.validation import stall_warning
+from bonetumor.modeling.checkpoints import read_run_json
 from bonetumor.io import write_json
-from bonetumor.versioning import code_state  # noqa: F401  (provenance.code_state: used by bonetumor.paper)
 
 PACKAGES = ("bonetumor", "torch", "torchvision", "numpy", "pandas", "scikit-learn", "scikit-image", "scipy",
             "pycocotools", "matplotlib", "seaborn", "pillow", "papermill", "nbval", "jupyterlab", "pydantic")
@@ -70,7 +69,7 @@ def training_description(settings: Settings) -> dict | None:
     info_file = paths.RUNS / settings.run_name / "run.json"
     if not info_file.is_file():
         return None
-    info = json.loads(info_file.read_text())
+    info = read_run_json(info_file)
     times = info.get("times", {})
     history = info_file.with_name("history.csv")
     warning = stall_warning(pd.read_csv(history)) if history.is_file() else None

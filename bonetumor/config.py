@@ -105,6 +105,15 @@ class Target(_Strict):
     target: float
 
 
+class CentreHoldoutSettings(_Strict):
+    """The centre hold-out run that notebook 05 shows beside the grouped split whenever the data has more
+    than one centre: trained on centre 1 (``data.split_kind: centre``), tested on the other centres."""
+
+    #: Epochs of the hold-out run; ``None``: the profile's own schedule. A shorter schedule is named as such
+    #: wherever its numbers appear.
+    epochs: int | None = Field(None, ge=1)
+
+
 class Settings(_Strict):
     profile: str
     seed: int = 0
@@ -117,6 +126,7 @@ class Settings(_Strict):
     notebook_timeout: int = Field(3600, ge=10)
     #: What this profile's numbers should reach (shown, not enforced); none by default.
     targets: tuple[Target, ...] = ()
+    centre_holdout: CentreHoldoutSettings = CentreHoldoutSettings()
 
     @property
     def data_path(self) -> Path:
@@ -129,9 +139,11 @@ class Settings(_Strict):
 
     def training_fingerprint(self) -> str:
         """Short hash of the settings that decide what a training run learns (not the worker count, the
-        notebook timeout, the evaluation settings or the targets)."""
+        notebook timeout, the evaluation settings, the targets or the centre hold-out's schedule, which
+        reaches a run only as its own ``train.epochs``)."""
         relevant = self.model_dump(mode="json", exclude={"notebook_timeout": True, "evaluate": True,
-                                                         "targets": True, "train": {"num_workers"}})
+                                                         "targets": True, "centre_holdout": True,
+                                                         "train": {"num_workers"}})
         return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
 
     @property

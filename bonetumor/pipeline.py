@@ -64,7 +64,7 @@ def ensure_dataset(settings: Settings, progress: bool = True) -> Path:
 def prepare(settings: Settings, progress: bool = True) -> Prepared:
     """Read the dataset (BTXRD reader, also for the phantom), resize it once into the cache, assign
     pseudo-patients, find near-duplicates and split (grouped 70/10/20 or held-out centre)."""
-    from bonetumor.data import btxrd, patients, splits
+    from bonetumor.data import btxrd, patients
 
     root = ensure_dataset(settings, progress=progress)
     records, problems = btxrd.read_dataset(root)
@@ -72,13 +72,19 @@ def prepare(settings: Settings, progress: bool = True) -> Prepared:
     # an image that fails its one full decode becomes a problem of the dataset and is left out of every split
     records = btxrd.resize_records(records, settings.data.image_size, progress=progress, problems=problems)
     duplicates = patients.find_near_duplicates(records)
+    return Prepared(root, records, problems, duplicates, split_records(settings, records, duplicates))
+
+
+def split_records(settings: Settings, records: list[dict], duplicates) -> dict[str, list[dict]]:
+    """The splits ``settings.data.split_kind`` asks for: grouped by pseudo-patient and duplicate group, or
+    the held-out centre (train on centre 1, test on the others)."""
+    from bonetumor.data import splits
+
     if settings.data.split_kind == "centre":
-        split = splits.centre_split(records, val_fraction=settings.data.val_fraction, seed=settings.seed,
-                                    duplicates=duplicates)
-    else:
-        fractions = (settings.data.train_fraction, settings.data.val_fraction, settings.data.test_fraction)
-        split = splits.grouped_split(records, fractions, seed=settings.seed, duplicates=duplicates)
-    return Prepared(root, records, problems, duplicates, split)
+        return splits.centre_split(records, val_fraction=settings.data.val_fraction, seed=settings.seed,
+                                   duplicates=duplicates)
+    fractions = (settings.data.train_fraction, settings.data.val_fraction, settings.data.test_fraction)
+    return splits.grouped_split(records, fractions, seed=settings.seed, duplicates=duplicates)
 
 
 def evaluation_dataset(records: list[dict]):
@@ -296,4 +302,40 @@ def ensure_metrics(settings: Settings, split: str = "test", prepared: Prepared |
     result["threshold_selection"] = threshold
     result["meta"] = key
     write_json(target, result)
+    return result
+
+
+# ---- the centre hold-out -----------------------------------------------------------------------------------
+
+def centre_holdout_settings(settings: Settings) -> Settings:
+    """``settings`` for the centre hold-out run: ``data.split_kind: centre`` and the schedule of
+    ``centre_holdout.epochs`` (the profile's own when unset). Its fingerprint, hence its run folder, differs
+    from the grouped run's."""
+    epochs = settings.centre_holdout.epochs or settings.train.epochs
+    return settings.model_copy(update={
+        "data": settings.data.model_copy(update={"split_kind": "centre"}),
+        "train": settings.train.model_copy(update={"epochs": epochs})})
+
+
+def ensure_centre_holdout(settings: Settings, prepared: Prepared | None = None, device=None) -> dict | None:
+    """The test metrics of the centre hold-out run (trained on centre 1, tested on every other centre), in
+    :func:`ensure_metrics`'s schema plus ``holdout`` (settings tag, epochs, whether the schedule is shorter
+    than the profile's, centres, split sizes); ``None`` when the data has fewer than two centres. Trains the
+    run first when needed; the dataset is read once (``prepared``, whatever its split)."""
+    from bonetumor.data.splits import TRAIN_CENTRES
+
+    prepared = prepared or prepare(settings, progress=False)
+    centres = sorted({int(r["centre"]) for r in prepared.records if r.get("centre") is not None})
+    if len(centres) < 2:
+        log.info("%s has %s centre(s); no centre hold-out", prepared.root, len(centres))
+        return None
+    held = centre_holdout_settings(settings)
+    held_prepared = Prepared(prepared.root, prepared.records, prepared.problems, prepared.duplicates,
+                             split_records(held, prepared.records, prepared.duplicates))
+    result = ensure_metrics(held, "test", held_prepared, device=device)
+    sizes = {name: len(recs) for name, recs in held_prepared.splits.items()}
+    test_centres = sorted({int(r["centre"]) for r in held_prepared.splits["test"] if r.get("centre") is not None})
+    result["holdout"] = {"settings": held.tag(), "run": held.run_name, "epochs": held.train.epochs,
+                         "reduced_schedule": held.train.epochs < settings.train.epochs,
+                         "train_centres": list(TRAIN_CENTRES), "test_centres": test_centres, "split_sizes": sizes}
     return result

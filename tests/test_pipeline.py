@@ -76,3 +76,35 @@ def test_threshold_rule_settings_or_validation(tiny, tmp_path):
     prepared.splits["val"] = []
     assert pipeline.validation_threshold(tmp_path, tiny, prepared) is None  # empty validation: the settings'
     assert not (tmp_path / "score_threshold.json").exists()
+
+
+def test_centre_holdout_trains_on_centre_1_and_tests_on_the_others(tiny, monkeypatch):
+    prepared = pipeline.prepare(tiny, progress=False)
+    assert len({r["centre"] for r in prepared.records}) > 1  # the phantom draws three centres
+    short = tiny.model_copy(update={"centre_holdout": tiny.centre_holdout.model_copy(update={"epochs": 1})})
+    seen = {}
+
+    def fake_metrics(settings, split, held, **kwargs):
+        seen.update(settings=settings, split=split, held=held)
+        return {"counts": {"images": len(held.splits["test"])}}
+
+    monkeypatch.setattr(pipeline, "ensure_metrics", fake_metrics)
+    result = pipeline.ensure_centre_holdout(short, prepared)
+    held = seen["held"]
+    assert seen["split"] == "test" and seen["settings"].data.split_kind == "centre"
+    assert seen["settings"].train.epochs == 1 and seen["settings"].run_name != tiny.run_name
+    assert {r["centre"] for r in held.splits["train"] + held.splits["val"]} == {1}
+    assert held.splits["test"] and 1 not in {r["centre"] for r in held.splits["test"]}
+    assert result["holdout"]["reduced_schedule"] is (tiny.train.epochs > 1)
+    assert result["holdout"]["test_centres"] == sorted({r["centre"] for r in prepared.records} - {1})
+    assert sum(result["holdout"]["split_sizes"].values()) == len(prepared.records)
+    assert prepared.splits["train"] is not held.splits["train"]  # the grouped split is left as it was
+    # the profile's own schedule when centre_holdout.epochs is unset
+    assert pipeline.centre_holdout_settings(tiny).train.epochs == tiny.train.epochs
+
+
+def test_no_centre_holdout_with_one_centre(tiny, monkeypatch):
+    prepared = pipeline.prepare(tiny, progress=False)
+    one = pipeline.Prepared(prepared.root, [{**r, "centre": 1} for r in prepared.records], [], [], prepared.splits)
+    monkeypatch.setattr(pipeline, "ensure_metrics", lambda *a, **k: pytest.fail("trained with one centre"))
+    assert pipeline.ensure_centre_holdout(tiny, one) is None

@@ -268,3 +268,23 @@ def test_the_results_page_carries_a_stalled_training_warning(tmp_path):
     (tmp_path / "provenance.json").write_text(json.dumps({"training": {
         "run": "r", "warning": None, "epochs_done": 24, "train_seconds": 1.0, "init": "random", "best": {}}}))
     assert "Warning" not in write_readme(tmp_path).read_text()
+
+
+def test_holdout_table_puts_each_split_beside_the_other():
+    import math
+
+    import pandas as pd
+
+    from bonetumor.reporting.evaluation_tables import HOLDOUT_ROWS, holdout_table
+
+    def long(value):
+        return pd.DataFrame([{"task": t, "metric": m, "value": value, "ci_low": value - 0.1, "ci_high": value + 0.1}
+                             for t, m in HOLDOUT_ROWS if (t, m) != ("detection", "AP50")])
+
+    table = holdout_table({"grouped": (long(0.5), {"images": 10, "patients": 7}),
+                           "held out": (long(0.25), {"images": 4, "patients": 3})}).set_index("metric")
+    assert list(table.columns) == [f"{s} {p}" for s in ("grouped", "held out") for p in ("value", "ci_low", "ci_high")]
+    assert table.loc["tumour_vs_normal auc", "grouped value"] == 0.5
+    assert table.loc["tumour_vs_normal auc", "held out ci_high"] == 0.35
+    assert math.isnan(table.loc["detection AP50", "held out value"])  # missing from the metrics: NaN, not 0
+    assert table.loc["test images", "held out value"] == 4 and table.loc["test pseudo-patients", "grouped value"] == 7

@@ -122,7 +122,11 @@ def grouped_split(records: Sequence[dict], fractions: Sequence[float] = (0.7, 0.
     return out
 
 
-def centre_split(records: Sequence[dict], train_centres: Sequence[int] = (1,), val_fraction: float = 0.1,
+#: The centres a held-out-centre split trains on by default (BTXRD's centre 1 holds most of its images).
+TRAIN_CENTRES = (1,)
+
+
+def centre_split(records: Sequence[dict], train_centres: Sequence[int] = TRAIN_CENTRES, val_fraction: float = 0.1,
                  seed: int = 0, duplicates: Iterable[Pair] | None = None) -> dict[str, list[dict]]:
     """Held-out-centre split: ``test`` holds every record from a centre not in ``train_centres`` (for BTXRD
     by default centres 2 and 3); ``train`` and ``val`` divide the training centres' records

@@ -70,3 +70,31 @@ def lesion_recall_tables(result: Mapping) -> dict[str, pd.DataFrame]:
 def per_centre_table(result: Mapping) -> pd.DataFrame:
     """Image-level metrics and lesion recall of each centre, one row per centre."""
     return pd.DataFrame(result.get("breakdown", {}).get("per_centre", []))
+
+
+#: The rows of the grouped-split vs centre hold-out comparison: ``(task, metric)`` of a long metrics table.
+HOLDOUT_ROWS = (("detection", "AP50"), ("segmentation", "AP50"), ("lesions_class_agnostic", "recall"),
+                ("tumour_vs_normal", "accuracy"), ("tumour_vs_normal", "auc"), ("benign_vs_malignant", "accuracy"),
+                ("benign_vs_malignant", "auc"), ("three_class", "balanced_accuracy"), ("three_class", "macro_auc"),
+                ("three_class", "malignant_recall"), ("normal_images", "fp_image_rate"))
+
+
+def holdout_table(splits: Mapping[str, tuple[pd.DataFrame, Mapping]]) -> pd.DataFrame:
+    """The same metrics side by side for several splits — ``{name: (long metrics table, counts)}``, e.g.
+    the grouped split and the centre hold-out: one row per metric of :data:`HOLDOUT_ROWS` plus the test
+    images and pseudo-patients, one ``value``/``ci_low``/``ci_high`` column triple per split."""
+    columns = {}
+    for name, (metrics, counts) in splits.items():
+        indexed = metrics.set_index(["task", "metric"])
+        rows = {}
+        for task, metric in HOLDOUT_ROWS:
+            found = indexed.loc[(task, metric)] if (task, metric) in indexed.index else None
+            rows[f"{task} {metric}"] = ((found["value"], found["ci_low"], found["ci_high"]) if found is not None
+                                        else (math.nan, math.nan, math.nan))
+        rows["test images"] = (counts["images"], math.nan, math.nan)
+        rows["test pseudo-patients"] = (counts["patients"], math.nan, math.nan)
+        for i, part in enumerate(("value", "ci_low", "ci_high")):
+            columns[f"{name} {part}"] = {k: v[i] for k, v in rows.items()}
+    table = pd.DataFrame(columns)
+    table.index.name = "metric"
+    return table.reset_index()

@@ -14,6 +14,7 @@ SECTIONS = [
     ("data_card", "Data card"),
     ("table2_comparison", "Table 2 — comparative analysis (measured here vs as reported)"),
     ("metrics_detail", "All metrics measured here"),
+    ("centre_holdout", "Centre hold-out — trained on centre 1, tested on the other centres"),
     ("figure4_detection", "Figure 4 — detection and segmentation"),
     ("figure5_classification", "Figure 5 — classification examples"),
     ("figure6_training", "Figure 6 — training losses and validation mask MSE"),

@@ -59,7 +59,7 @@ def resize_records(records: Sequence[dict], image_size: int, cache_dir: str | os
         w, h = int(rec["width"]), int(rec["height"])
         nw, nh = resized_size(w, h, image_size)
         try:
-            target = _cached_image(Path(rec["file"]), w, h, nw, nh, folder, image_size)
+            target = _cached_image(Path(rec["file"]), w, h, folder, image_size)
         except DatasetError as exc:
             if problems is None:
                 raise
@@ -76,30 +76,42 @@ def resize_records(records: Sequence[dict], image_size: int, cache_dir: str | os
     return out
 
 
-def _cached_image(source: Path, w: int, h: int, nw: int, nh: int, folder: Path, image_size: int) -> Path:
-    """The cache file of ``source`` (a ``w`` × ``h`` record) resized to ``nw`` × ``nh``, written if missing."""
+def _cached_image(source: Path, w: int, h: int, folder: Path, image_size: int) -> Path:
+    """The cache file of ``source`` (a ``w`` × ``h`` record) resized to longest side ``image_size``, written if
+    missing."""
     try:
         key = hashlib.sha1(f"{_CACHE_VERSION}\0{_file_key(source)}".encode()).hexdigest()
     except OSError as exc:
         raise _ImageError(source, f"cannot read ({exc})") from exc
     target = folder / f"{key}.png"
     if not target.is_file():
-        try:
-            image = load_image(source, max_side=image_size)
-        except DatasetError as exc:
-            reason = str(exc)
-            reason = reason[len(f"{source}: "):] if reason.startswith(f"{source}: ") else reason
-            raise _ImageError(source, reason) from exc
-        iw, ih = image.size
-        if abs((iw / ih) / (w / h) - 1) > 0.05:  # e.g. an orientation the header did not show
-            raise _ImageError(source, f"decoded image is {iw}x{ih}, not the shape of the record's {w}x{h} "
-                                      "(was the file replaced after reading the dataset?)")
-        from PIL import Image
-
-        image = image.resize((nw, nh), Image.Resampling.LANCZOS)
+        _, image = decode_resized(source, w, h, image_size)
         with atomic_path(target) as tmp:
             image.save(tmp, format="PNG")
     return target
+
+
+def decode_resized(source: str | os.PathLike, w: int, h: int, image_size: int):
+    """``(decoded, resized)``: the one way an image file becomes a model's input, shared by this cache and
+    ``bonetumor predict``. ``source`` (``w`` × ``h`` as displayed, e.g. from
+    :func:`~bonetumor.data.btxrd.images.probe_image`) is decoded by :func:`load_image` with ``max_side`` (a
+    JPEG at a reduced scale that still serves ``image_size``; ``decoded`` is then smaller than ``w`` × ``h``)
+    and resized with Lanczos to :func:`resized_size`. Raises :class:`DatasetError` naming the file when it
+    cannot be decoded or its decoded shape is not ``w`` × ``h``'s."""
+    source = Path(source)
+    try:
+        decoded = load_image(source, max_side=image_size)
+    except DatasetError as exc:
+        reason = str(exc)
+        reason = reason[len(f"{source}: "):] if reason.startswith(f"{source}: ") else reason
+        raise _ImageError(source, reason) from exc
+    iw, ih = decoded.size
+    if abs((iw / ih) / (w / h) - 1) > 0.05:  # e.g. an orientation the header did not show
+        raise _ImageError(source, f"decoded image is {iw}x{ih}, not the shape of the record's {w}x{h} "
+                                  "(was the file replaced after reading the dataset?)")
+    from PIL import Image
+
+    return decoded, decoded.resize(resized_size(w, h, image_size), Image.Resampling.LANCZOS)
 
 
 def _file_key(path: Path) -> str:

@@ -7,9 +7,15 @@ from typing import Mapping
 
 
 def resolve_progress(progress) -> str:
-    """``"bar"``, ``"line"`` or ``"off"`` from ``train``'s ``progress`` argument (None: a bar when stderr is
-    a terminal, else lines)."""
+    """``"bar"``, ``"line"`` or ``"off"`` from ``train``'s ``progress`` argument. None follows
+    ``BONETUMOR_PROGRESS`` (:func:`bonetumor.progress.mode`) as every other bar does: ``off`` shows nothing,
+    ``final`` one line per epoch, ``live`` (the default) a bar when stderr is a terminal, else lines."""
     if progress is None:
+        from bonetumor.progress import mode
+
+        wanted = mode()
+        if wanted != "live":
+            return "off" if wanted == "off" else "line"
         return "bar" if sys.stderr.isatty() else "line"
     if progress is True:
         return "bar"

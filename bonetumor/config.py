@@ -32,7 +32,10 @@ class DataSettings(_Strict):
     phantom_size: int = Field(512, ge=64)
     #: Longest side, in pixels, of the images the model sees (originals resized once and cached).
     image_size: int = Field(512, ge=64)
-    split_kind: Literal["grouped", "centre"] = "grouped"
+    #: ``grouped`` by pseudo-patient and duplicate group (leak-free); ``centre``: train on centre 1, test on
+    #: the others; ``random``: by image, stratified by class — leaky (views of one patient and duplicate
+    #: images can land on both sides), as most published BTXRD results split; for measuring the leak only.
+    split_kind: Literal["grouped", "centre", "random"] = "grouped"
     train_fraction: float = Field(0.7, gt=0, lt=1)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)

@@ -76,14 +76,17 @@ def prepare(settings: Settings, progress: bool = True) -> Prepared:
 
 
 def split_records(settings: Settings, records: list[dict], duplicates) -> dict[str, list[dict]]:
-    """The splits ``settings.data.split_kind`` asks for: grouped by pseudo-patient and duplicate group, or
-    the held-out centre (train on centre 1, test on the others)."""
+    """The splits ``settings.data.split_kind`` asks for: grouped by pseudo-patient and duplicate group, the
+    held-out centre (train on centre 1, test on the others), or the leaky split by image (``random``)."""
     from bonetumor.data import splits
 
     if settings.data.split_kind == "centre":
         return splits.centre_split(records, val_fraction=settings.data.val_fraction, seed=settings.seed,
                                    duplicates=duplicates)
     fractions = (settings.data.train_fraction, settings.data.val_fraction, settings.data.test_fraction)
+    if settings.data.split_kind == "random":
+        log.warning("split_kind 'random' splits by image: patients and duplicates leak across splits")
+        return splits.random_split(records, fractions, seed=settings.seed)
     return splits.grouped_split(records, fractions, seed=settings.seed, duplicates=duplicates)
 
 

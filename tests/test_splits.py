@@ -238,3 +238,20 @@ def test_label_conflicts_inside_a_duplicate_component_are_reported():
     assert len(conflicts) == 1
     joined = next(c for c in conflicts if a["image_id"] in c["image_ids"])
     assert b["image_id"] in joined["image_ids"] and {"benign", "malignant"} <= set(joined["labels"])
+
+
+def test_random_split_is_by_image_and_leaks_multi_view_patients(records):
+    """Issue 13's leaky split: every image placed on its own, classes still stratified, so patients with
+    several views land on both sides — which the grouped split never allows."""
+    leaky = sp.random_split(records, (0.7, 0.1, 0.2), seed=0)
+    assert sorted(r["image_id"] for s in leaky.values() for r in s) == [r["image_id"] for r in records]
+    n = len(records)
+    for name, frac in zip(("train", "val", "test"), (0.7, 0.1, 0.2)):
+        assert abs(len(leaky[name]) / n - frac) < 0.02
+        for label in ("normal", "benign", "malignant"):
+            total = sum(r["label"] == label for r in records)
+            assert abs(sum(r["label"] == label for r in leaky[name]) - frac * total) <= 1.5
+    assert sp.split_report(leaky).loc["total", "patients shared with other splits"] > 10
+    assert sp.split_report(sp.grouped_split(records, seed=0)).loc["total", "patients shared with other splits"] == 0
+    assert split_of(sp.random_split(records, seed=0)) == split_of(leaky)  # seeded
+    assert split_of(sp.random_split(records, seed=1)) != split_of(leaky)

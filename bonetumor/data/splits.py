@@ -1,4 +1,5 @@
-"""Leak-free splits of the records: a stratified grouped split and a held-out-centre split.
+"""Splits of the records: a stratified grouped split and a held-out-centre split (leak-free), and the
+leaky image-level random split that published results often use, kept to measure the leak.
 
 Splitting images at random would put views of one patient, or two copies of one image, in both training and
 test sets. So, over the groups of :mod:`bonetumor.data.patients` (pseudo-patients merged through
@@ -117,6 +118,23 @@ def grouped_split(records: Sequence[dict], fractions: Sequence[float] = (0.7, 0.
     out: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for g, idx in enumerate(groups):
         out[SPLITS[assignment[g]]].extend(records[i] for i in idx)
+    for name in SPLITS:
+        out[name].sort(key=lambda r: r["image_id"])
+    return out
+
+
+def random_split(records: Sequence[dict], fractions: Sequence[float] = (0.7, 0.1, 0.2),
+                 seed: int = 0) -> dict[str, list[dict]]:
+    """The LEAKY split most published BTXRD results use: image by image (each image its own group), with
+    about ``fractions`` of each class in each split, ignoring pseudo-patients and duplicates — so views of
+    one patient and near-identical images can sit in training and test. For measuring how much that
+    inflates the metrics (against :func:`grouped_split`), never for reporting a model."""
+    fractions = _check_fractions(fractions)
+    records = ensure_patients(records)
+    assignment = _greedy_assign(records, [[i] for i in range(len(records))], fractions, seed)
+    out: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    for i, s in enumerate(assignment):
+        out[SPLITS[s]].append(records[i])
     for name in SPLITS:
         out[name].sort(key=lambda r: r["image_id"])
     return out

@@ -68,6 +68,10 @@ class ModelSettings(_Strict):
     rpn_fg_iou_thresh: float = Field(0.7, gt=0.3, le=1)
     #: RoIs sampled per image to train the box head (torchvision: 512).
     box_batch_size_per_image: int = Field(512, ge=16)
+    #: Speed only (same network, same values to rounding): the backbone's convolutions in the NHWC memory
+    #: format, and RoIAlign on CPU as two matrix products whose backward uses every core.
+    channels_last: bool = False
+    separable_roi_align: bool = False
 
 
 class TrainSettings(_Strict):
@@ -83,8 +87,15 @@ class TrainSettings(_Strict):
     grad_clip: float | None = 10.0
     num_workers: int = Field(0, ge=0)
     augment: bool = True
-    #: bfloat16 autocast on CUDA (ignored on CPU).
+    #: bfloat16 autocast of the backbone on CUDA (ignored on CPU).
     amp: bool = True
+    #: bfloat16 autocast of the backbone on CPU, where the CPU runs it natively (AVX-512 BF16 or AMX; ignored
+    #: elsewhere, see :func:`bonetumor.modeling.vgg_maskrcnn.autocast_wanted`).
+    cpu_bf16: bool = False
+
+
+#: Settings added after runs were already named by their fingerprint: left out of it while at their default.
+_FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align"), "train": ("cpu_bf16",)}
 
 
 class EvalSettings(_Strict):
@@ -117,6 +128,26 @@ class CentreHoldoutSettings(_Strict):
     epochs: int | None = Field(None, ge=1)
 
 
+COMPARATORS = ("vgg19", "resnet50", "resnet101", "densenet121")
+
+
+class ComparatorSettings(_Strict):
+    """The image classifiers Table 2 compares against, re-measured on the detector's own splits (notebook 07):
+    normal / benign / malignant from the whole image, chosen on the validation split like the detector."""
+
+    #: ``vgg19`` is the detector's own backbone (``model.backbone`` at ``model.width``) with a classification
+    #: head — the baseline the detector must beat; the others are torchvision's networks at full width.
+    architectures: tuple[Literal["vgg19", "resnet50", "resnet101", "densenet121"], ...] = COMPARATORS
+    #: Longest side the classifiers see (images are padded to a square); ``None``: ``data.image_size``.
+    image_size: int | None = Field(None, ge=32)
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    #: ImageNet weights where torchvision can load them (``vgg19`` only at width 1); random otherwise.
+    pretrained: bool = True
+
+
 class Settings(_Strict):
     profile: str
     seed: int = 0
@@ -130,6 +161,7 @@ class Settings(_Strict):
     #: What this profile's numbers should reach (shown, not enforced); none by default.
     targets: tuple[Target, ...] = ()
     centre_holdout: CentreHoldoutSettings = CentreHoldoutSettings()
+    comparators: ComparatorSettings = ComparatorSettings()
 
     @property
     def data_path(self) -> Path:
@@ -142,11 +174,16 @@ class Settings(_Strict):
 
     def training_fingerprint(self) -> str:
         """Short hash of the settings that decide what a training run learns (not the worker count, the
-        notebook timeout, the evaluation settings, the targets or the centre hold-out's schedule, which
-        reaches a run only as its own ``train.epochs``)."""
+        notebook timeout, the evaluation settings, the targets, the comparators or the centre hold-out's
+        schedule, which reaches a run only as its own ``train.epochs``)."""
         relevant = self.model_dump(mode="json", exclude={"notebook_timeout": True, "evaluate": True,
                                                          "targets": True, "centre_holdout": True,
+                                                         "comparators": True,
                                                          "train": {"num_workers"}})
+        for section, fields in _FINGERPRINT_AT_DEFAULT_OMITTED.items():  # runs from before they existed keep theirs
+            for name in fields:
+                if relevant[section][name] == type(getattr(self, section)).model_fields[name].default:
+                    del relevant[section][name]
         return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
 
     @property

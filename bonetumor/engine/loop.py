@@ -10,9 +10,10 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bonetumor.data.dataset import collate_fn, seed_worker
+from bonetumor.engine.distributed import unwrap
 from bonetumor.modeling.vgg_maskrcnn import LOSS_TERMS, bf16_backbone
 
 
@@ -30,12 +31,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, device: torch.device,
-                generator: torch.Generator | None = None) -> DataLoader:
+                generator: torch.Generator | None = None, sampler: Sampler | None = None) -> DataLoader:
     """A DataLoader with seeded shuffling and workers. Workers are not persistent on purpose: each epoch
-    then draws their seeds from ``generator``, which the checkpoint saves, so a resumed run repeats them."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      collate_fn=collate_fn, pin_memory=device.type == "cuda", generator=generator,
-                      worker_init_fn=seed_worker if num_workers else None, drop_last=False)
+    then draws their seeds from ``generator``, which the checkpoint saves, so a resumed run repeats them.
+    ``sampler`` (e.g. a DistributedSampler, which shuffles itself) replaces ``shuffle``."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=num_workers, collate_fn=collate_fn, pin_memory=device.type == "cuda",
+                      generator=generator, worker_init_fn=seed_worker if num_workers else None, drop_last=False)
 
 
 def to_device(images, targets, device: torch.device):
@@ -49,7 +51,7 @@ def to_device(images, targets, device: torch.device):
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Iterable, device: torch.device,
                     epoch: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, amp: bool = False,
                     grad_clip: float | None = None, progress=None, first_iteration: int = 0,
-                    on_step: Callable[[int], None] | None = None) -> dict:
+                    on_step: Callable[[int, dict], None] | None = None) -> dict:
     """One pass over ``loader``. Returns the epoch's means (weighted by images) of each loss term and
     their total (``loss_total``), the learning rate of the last step, the mean gradient norm (before
     clipping), the number of images and the seconds taken.
@@ -57,8 +59,9 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
     ``amp``: bfloat16 autocast of the backbone (CUDA, see
     :func:`bonetumor.modeling.vgg_maskrcnn.bf16_backbone`); bf16 keeps float32's range, so no gradient
     scaler is needed.
-    ``progress``: a tqdm bar updated once per step, or ``None``. ``on_step(step)``: called after each
-    step (1-based). A non-finite loss or gradient norm raises :class:`NonFiniteLossError`.
+    ``model`` may be wrapped in DistributedDataParallel (:mod:`bonetumor.engine.distributed`).
+    ``progress``: a tqdm bar updated once per step, or ``None``. ``on_step(step, losses)``: called after
+    each optimizer step with the step (1-based) and its loss terms and ``loss_total`` (this process's). A non-finite loss or gradient norm raises :class:`NonFiniteLossError`.
     """
     model.train()
     sums = dict.fromkeys(LOSS_TERMS + ("loss_total",), 0.0)
@@ -70,7 +73,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
     start = time.perf_counter()
     for step, (images, targets) in enumerate(loader, start=1):
         images, targets = to_device(images, targets, device)
-        with bf16_backbone(model, amp):
+        with bf16_backbone(unwrap(model), amp):
             loss_dict = model(images, targets)
         total = sum(loss_dict.values())
         # one device-to-host copy per step (it is also the finiteness check's synchronisation point)
@@ -97,7 +100,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader: 
             progress.update(1)
             progress.set_postfix(loss=f"{values['loss_total']:.3f}", lr=f"{lr:.2e}", refresh=False)
         if on_step is not None:
-            on_step(step)
+            on_step(step, values)
     if n_images == 0:
         raise ValueError("the training loader yielded no images")
     out = {k: v / n_images for k, v in sums.items()}

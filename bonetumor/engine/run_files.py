@@ -29,14 +29,17 @@ the epoch):
     validation mask MSE (the paper's Figure 6 "MSE performance") and Dice, anything ``val_metrics_fn``
     returns, seconds and images/s.
 ``run.json``
-    Settings, normalisation, initialisation (ImageNet or random), best epoch, status, device, times, and
-    ``data``: the dataset folder (absolute) and its content fingerprint (:func:`data_record`), which
-    ``bonetumor evaluate`` checks before scoring the run on a dataset.
+    Settings, normalisation, initialisation (ImageNet or random), best epoch, status, device, times,
+    ``world_size`` (processes that trained it, 1 without torchrun), ``global_batch_size`` and ``lr_applied``
+    (the batch and base learning rate of one optimiser step across all processes,
+    :mod:`bonetumor.engine.distributed`), and ``data``: the dataset folder (absolute) and its content
+    fingerprint (:func:`data_record`), which ``bonetumor evaluate`` checks before scoring the run on a dataset.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +54,9 @@ from bonetumor.modeling.checkpoints import RUN_FORMAT, RunFileError, read_run_js
 from bonetumor.versioning import code_state
 
 log = logging.getLogger(__name__)
+
+#: Score of a NaN or missing metric in the choice of the best epoch (finite, so run.json stays valid JSON).
+WORST = -1e300
 
 #: The files of a run folder, in the order ``run.json`` lists them.
 RUN_FILES = ("last.pt", "best.pt", "interrupted.pt", "model.safetensors", "history.csv", "run.json")
@@ -68,19 +74,21 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def previous_record(path: Path) -> tuple[dict, list[dict], dict | None]:
-    """``(times, resumed, data)`` of an earlier ``run.json`` of the run being resumed: empty when there is
-    none, and when it is damaged (a warning says so; the resumed run writes a new one from the checkpoint)."""
+def previous_record(path: Path) -> tuple[dict, list[dict], dict | None, int | None]:
+    """``(times, resumed, data, world_size)`` of an earlier ``run.json`` of the run being resumed: empty
+    (world size None) when there is none, and when it is damaged (a warning says so; the resumed run writes
+    a new one from the checkpoint). A run.json from before ``world_size`` was recorded counts as 1."""
     if not path.is_file():
-        return {}, [], None
+        return {}, [], None, None
     try:
         old = read_run_json(path)
     except (OSError, RunFileError) as exc:
         log.warning("resume: %s; its times and resume history are not carried over", exc)
-        return {}, [], None
+        return {}, [], None, None
     times, resumed, data = old.get("times"), old.get("resumed"), old.get("data")
+    world_size = old.get("world_size", 1)
     return (times if isinstance(times, dict) else {}, resumed if isinstance(resumed, list) else [],
-            data if isinstance(data, dict) else None)
+            data if isinstance(data, dict) else None, world_size if isinstance(world_size, int) else None)
 
 
 def data_record(settings) -> dict | None:
@@ -98,8 +106,10 @@ def data_record(settings) -> dict | None:
 
 def run_record(*, settings, normalisation: dict, init: str, n_train: int, n_val: int, iterations_per_epoch: int,
                device: torch.device, amp: bool, deterministic: bool, best: dict | None, done: int,
-               resumed: list[dict], paths: Mapping[str, Path], times: dict, data: dict | None = None) -> dict:
-    """The content of ``run.json`` (status ``running``; :func:`write_record` updates it)."""
+               resumed: list[dict], paths: Mapping[str, Path], times: dict, data: dict | None = None,
+               world_size: int = 1) -> dict:
+    """The content of ``run.json`` (status ``running``; :func:`write_record` updates it). ``world_size``:
+    the processes training together (torchrun), whose global batch and learning rate it records."""
     return {
         "format": RUN_FORMAT,
         "status": "running",
@@ -112,6 +122,9 @@ def run_record(*, settings, normalisation: dict, init: str, n_train: int, n_val:
         "n_val": n_val,
         "iterations_per_epoch": iterations_per_epoch,
         "device": device_info(device),
+        "world_size": world_size,
+        "global_batch_size": world_size * settings.train.batch_size,
+        "lr_applied": settings.train.lr * world_size,
         "amp_bf16": amp,
         "deterministic": deterministic,
         "best": best,
@@ -126,13 +139,32 @@ def run_record(*, settings, normalisation: dict, init: str, n_train: int, n_val:
 
 
 def write_record(info: dict, path: Path, history: list[dict], status: str, best: dict | None, done: int,
-                 **extra) -> None:
-    """Update ``info`` (status, best epoch, epochs done, ``extra``, times) and write it to ``path``."""
+                 write: bool = True, **extra) -> None:
+    """Update ``info`` (status, best epoch, epochs done, ``extra``, times) and, with ``write`` (rank 0
+    under torchrun), write it to ``path``."""
     seconds = [float(r["seconds"]) for r in history]
     info.update(status=status, best=best, epochs_done=done, **extra)
     info["times"].update(updated=now(), train_seconds=sum(seconds),
                          seconds_per_epoch=float(np.mean(seconds)) if seconds else None)
-    io.write_json(path, info)
+    if write:
+        io.write_json(path, info)
+
+
+def best_score(row: Mapping) -> tuple[str, str, list[float]]:
+    """``(metric, mode, score)`` of an epoch's history row; the best epoch (``best.pt``) has the largest
+    ``score`` (compared as a list; an earlier epoch wins a tie). Highest ``val_ap50``, ties — e.g. AP50 still
+    0 in the first epochs — broken by the lower ``val_loss_total``; without AP50 the lowest
+    ``val_loss_total``; without validation the last epoch. NaN counts as worst."""
+    def finite(v: float, sign: float) -> float:
+        v = float(v)
+        return sign * v if math.isfinite(v) else WORST
+
+    loss = finite(row["val_loss_total"], -1) if "val_loss_total" in row else WORST
+    if "val_ap50" in row:
+        return "val_ap50", "max", [finite(row["val_ap50"], 1), loss]
+    if "val_loss_total" in row:
+        return "val_loss_total", "min", [loss]
+    return "epoch", "max", [float(row["epoch"])]
 
 
 def write_history(history: list[dict], path: Path) -> None:

@@ -12,7 +12,6 @@ described in :mod:`bonetumor.engine.run_files`.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import sys
@@ -28,13 +27,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from bonetumor import io
 from bonetumor.config import Settings
+from bonetumor.engine import distributed
 from bonetumor.engine import progress as report
 from bonetumor.engine import run_files
 from bonetumor.devices import device_for
-from bonetumor.engine.determinism import (deterministic_algorithms, isolated_rng, rng_state, seed_everything,
-                                          set_rng_state)
+from bonetumor.engine.determinism import deterministic_algorithms, isolated_rng, rng_state, seed_everything
+from bonetumor.engine.distributed import World
 from bonetumor.engine.loop import make_loader, train_one_epoch
-from bonetumor.engine.resume import checkpoint_to_resume, kept_normalisation
+from bonetumor.engine.resume import checkpoint_to_resume, kept_normalisation, restore
 from bonetumor.engine.schedule import make_optimizer, make_scheduler
 from bonetumor.engine.validation import VAL_SEED_OFFSET, validate
 from bonetumor.modeling.checkpoints import WEIGHTS_FORMAT, checkpoint_state, save_checkpoint, save_safetensors
@@ -42,19 +42,20 @@ from bonetumor.modeling.vgg_maskrcnn import LOSS_TERMS, build_model
 
 log = logging.getLogger(__name__)
 
-#: Score of a NaN or missing metric in the choice of the best epoch (finite, so run.json stays valid JSON).
-WORST = -1e300
-
 
 @dataclass
 class _Session:
     """What one call of :func:`train` works with: the model, its optimiser and loaders, and the state of
-    the run (history, best epoch, epochs and iterations done, the current epoch and step for Ctrl-C)."""
+    the run (history, best epoch, epochs and iterations done, the current epoch and step for Ctrl-C).
+    ``model`` is the model whose weights are saved; ``trained`` the module the steps run (``model`` itself,
+    or ``model`` in DistributedDataParallel under torchrun)."""
 
     settings: Settings
     paths: dict[str, Path]
     device: torch.device
+    world: World
     model: nn.Module
+    trained: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loader_generator: torch.Generator
@@ -71,13 +72,17 @@ class _Session:
     epoch: int = 0
     step_in_epoch: int = 0  # optimizer steps taken in the current epoch
     epoch_first_iteration: int = 0
+    on_step: Callable[[nn.Module, int, int, dict], None] | None = None
 
-    def count_step(self, step: int) -> None:
+    def count_step(self, step: int, losses: dict) -> None:
         self.step_in_epoch = step
+        if self.on_step is not None:
+            self.on_step(self.model, self.epoch, step, losses)
 
     def write_record(self, status: str, **extra) -> None:
+        """Update the run record; rank 0 alone writes it to run.json."""
         run_files.write_record(self.info, self.paths["run.json"], self.history, status, self.best, self.done,
-                               **extra)
+                               write=self.world.is_main, **extra)
 
     def checkpoint(self, epoch: int, iteration: int, **partial) -> dict:
         return checkpoint_state(self.model, self.optimizer, self.scheduler, self.settings, epoch, iteration,
@@ -89,7 +94,8 @@ def train(settings: Settings, train_dataset: Dataset, val_dataset: Dataset | Non
           image_mean: Sequence[float], image_std: Sequence[float], resume: bool = False,
           device: str | torch.device | None = None, progress: bool | str | None = None,
           val_metrics_fn: Callable[[nn.Module, DataLoader], Mapping[str, float]] | None = None,
-          stop_after_epoch: int | None = None) -> dict:
+          stop_after_epoch: int | None = None,
+          on_step: Callable[[nn.Module, int, int, dict], None] | None = None) -> dict:
     """Train the Mask R-CNN of ``settings`` for ``settings.train.epochs`` epochs into ``run_dir``.
 
     ``image_mean``/``image_std``: grey-level statistics of the training images (1 or 3 values), stored in
@@ -103,32 +109,37 @@ def train(settings: Settings, train_dataset: Dataset, val_dataset: Dataset | Non
     extra validation metrics merged into the history row (keys get a ``val_`` prefix); a ``val_ap50``
     (or ``ap50``) among them picks the best epoch. ``stop_after_epoch``: stop after that epoch as if
     killed there (the schedule still spans all epochs) — for tests and for training in slices.
+    ``on_step(model, epoch, step, losses)``: called after every optimizer step (for monitoring and tests).
+    Under ``torchrun`` (several processes) it trains with DistributedDataParallel, see
+    :mod:`bonetumor.engine.distributed`; rank 0 alone writes the run folder.
 
     Returns a summary: status, epochs done, best epoch and metric, paths of the files, seconds.
     """
     paths = run_files.run_paths(run_dir)
     epochs = settings.train.epochs
     device = device_for(device)
-    show = report.resolve_progress(progress)
     val_dataset = _checked_datasets(train_dataset, val_dataset)
     checkpoint = checkpoint_to_resume(paths, settings, resume)
     data = run_files.data_record(settings)
     if checkpoint is not None:
         image_mean, image_std = kept_normalisation(checkpoint, image_mean, image_std)
-    with deterministic_algorithms(device.type == "cpu") as deterministic:
+    with distributed.process_group(device) as world, deterministic_algorithms(device.type == "cpu") as deterministic:
+        device = distributed.process_device(device, world)
+        show = report.resolve_progress(progress) if world.is_main else "off"
         seed_everything(settings.seed)
-        session = _start_session(settings, paths, device, train_dataset, val_dataset, image_mean, image_std,
-                                 checkpoint)
+        session = _start_session(settings, paths, device, world, train_dataset, val_dataset, image_mean,
+                                 image_std, checkpoint)
+        session.on_step = on_step
         times, resumed = {"started": run_files.now()}, []
         if checkpoint is not None:
-            times, resumed, data = _restore(session, checkpoint, times, data)
+            times, resumed, data = restore(session, checkpoint, times, data)
             del checkpoint
         session.info = run_files.run_record(
             settings=settings, normalisation=session.normalisation, init=session.init, n_train=len(train_dataset),
             n_val=len(val_dataset) if val_dataset is not None else 0,
             iterations_per_epoch=len(session.train_loader), device=device, amp=session.amp,
             deterministic=deterministic, best=session.best, done=session.done, resumed=resumed, paths=paths,
-            times=times, data=data)
+            times=times, data=data, world_size=world.size)
         last = min(epochs, stop_after_epoch) if stop_after_epoch is not None else epochs
         if session.done < last:
             _run_epochs(session, last, show, val_metrics_fn)
@@ -150,51 +161,32 @@ def _checked_datasets(train_dataset: Dataset, val_dataset: Dataset | None) -> Da
     return val_dataset
 
 
-def _start_session(settings: Settings, paths: dict[str, Path], device: torch.device, train_dataset: Dataset,
-                   val_dataset: Dataset | None, image_mean, image_std, checkpoint: Mapping | None) -> _Session:
+def _start_session(settings: Settings, paths: dict[str, Path], device: torch.device, world: World,
+                   train_dataset: Dataset, val_dataset: Dataset | None, image_mean, image_std,
+                   checkpoint: Mapping | None) -> _Session:
     """Build the model (ImageNet weights only for a fresh run: a resumed one loads the checkpoint's), the
-    seeded loaders, optimiser and schedule."""
+    seeded loaders, optimiser and schedule; under DDP (:mod:`bonetumor.engine.distributed`) the model in
+    its wrapper, this process's share of the data, the learning rate scaled, validation on rank 0 only."""
     model = build_model(settings.model if checkpoint is None else
                         settings.model.model_copy(update={"pretrained": False}),
                         image_size=settings.data.image_size, image_mean=image_mean, image_std=image_std)
     init = model.init if checkpoint is None else checkpoint["init"]
     normalisation = {"mean": list(model.normalisation["mean"]), "std": list(model.normalisation["std"])}
     model.to(device)
+    trained = distributed.wrap_model(model, world, device, settings.model.backbone)
+    model = distributed.unwrap(trained)
     amp = bool(settings.train.amp and device.type == "cuda" and torch.cuda.is_bf16_supported())
     loader_generator = torch.Generator().manual_seed(settings.seed)
     train_loader = make_loader(train_dataset, settings.train.batch_size, True, settings.train.num_workers,
-                               device, loader_generator)
+                               device, loader_generator, distributed.training_sampler(train_dataset, world,
+                                                                                      settings.seed))
     val_loader = (make_loader(val_dataset, settings.train.batch_size, False, settings.train.num_workers, device,
                               torch.Generator().manual_seed(settings.seed + VAL_SEED_OFFSET))
-                  if val_dataset is not None else None)
-    optimizer = make_optimizer(model, settings)
+                  if val_dataset is not None and world.is_main else None)
+    optimizer = make_optimizer(model, distributed.scaled_settings(settings, world))
     scheduler = make_scheduler(optimizer, settings, len(train_loader))
-    return _Session(settings, paths, device, model, optimizer, scheduler, loader_generator, train_loader,
-                    val_loader, amp, init, normalisation)
-
-
-def _restore(session: _Session, checkpoint: Mapping, times: dict,
-             data: dict | None) -> tuple[dict, list[dict], dict | None]:
-    """Load the checkpoint's weights, optimiser, schedule, RNG states, history and counters into the
-    session; return run.json's ``times``, ``resumed`` and ``data`` carried over from the interrupted run.
-    ``ValueError`` when the dataset's content differs from the one the run started on."""
-    old_times, resumed, old_data = run_files.previous_record(session.paths["run.json"])
-    if data and old_data and old_data.get("fingerprint") and old_data.get("fingerprint") != data["fingerprint"]:
-        raise ValueError(f"cannot resume {session.paths['run.json'].parent}: it started on {old_data.get('path')} "
-                         f"(data fingerprint {str(old_data['fingerprint'])[:12]}), but {data['path']} has "
-                         f"fingerprint {data['fingerprint'][:12]}: other data; train into another folder")
-    session.model.load_state_dict(checkpoint["model"])
-    session.optimizer.load_state_dict(checkpoint["optimizer"])
-    session.scheduler.load_state_dict(checkpoint["scheduler"])
-    set_rng_state(checkpoint["rng"], session.loader_generator)
-    session.history, session.best = checkpoint["history"], checkpoint["best"]
-    session.done, session.iteration = checkpoint["epoch"], checkpoint["iteration"]
-    times = {**old_times, **times}
-    times["started"] = old_times.get("started", times["started"])
-    epochs = session.settings.train.epochs
-    if session.done < epochs:
-        resumed.append({"from_epoch": session.done, "epochs": epochs, "at": run_files.now()})
-    return times, resumed, data or old_data
+    return _Session(settings, paths, device, world, model, trained, optimizer, scheduler, loader_generator,
+                    train_loader, val_loader, amp, init, normalisation)
 
 
 # ---- the epochs --------------------------------------------------------------------------------------
@@ -211,10 +203,13 @@ def _run_epochs(session: _Session, last: int, show: str, val_metrics_fn) -> None
         for epoch in range(session.done + 1, last + 1):
             row = _train_and_validate(session, epoch, bar, val_metrics_fn)
             is_best = _record_epoch(session, epoch, row)
-            _save_epoch(session, epoch, is_best)
+            if session.world.is_main:
+                _save_epoch(session, epoch, is_best)
+            distributed.barrier(session.world)  # every process leaves the epoch with its files on disk
             _report_epoch(session, row, last, bar, show)
     except KeyboardInterrupt:
-        _save_interrupted(session, bar)
+        if session.world.is_main:
+            _save_interrupted(session, bar)
         raise
     except Exception as exc:
         try:
@@ -232,9 +227,12 @@ def _train_and_validate(session: _Session, epoch: int, bar, val_metrics_fn) -> d
     if bar is not None:
         bar.set_description(f"epoch {epoch}/{session.settings.train.epochs}")
     epoch_start = time.perf_counter()
-    stats = train_one_epoch(session.model, session.optimizer, session.train_loader, session.device, epoch,
+    distributed.seed_epoch(session.train_loader, session.settings.seed, epoch, session.world,
+                           session.loader_generator)
+    stats = train_one_epoch(session.trained, session.optimizer, session.train_loader, session.device, epoch,
                             session.scheduler, amp=session.amp, grad_clip=session.settings.train.grad_clip,
                             progress=bar, first_iteration=session.iteration, on_step=session.count_step)
+    stats = distributed.mean_over_processes(stats, LOSS_TERMS + ("loss_total",), session.world, session.device)
     session.iteration += len(session.train_loader)
     row = {"epoch": epoch, **{k: stats[k] for k in LOSS_TERMS + ("loss_total",)},
            "lr": stats["lr"], "grad_norm": stats["grad_norm"]}
@@ -265,28 +263,11 @@ def _validate_into(session: _Session, epoch: int, row: dict, val_metrics_fn) -> 
     return val_seconds
 
 
-def _best_score(row: Mapping) -> tuple[str, str, list[float]]:
-    """``(metric, mode, score)`` of an epoch's history row; the best epoch has the largest ``score``
-    (compared as a list; an earlier epoch wins a tie). Highest ``val_ap50``, ties — e.g. AP50 still 0 in
-    the first epochs — broken by the lower ``val_loss_total``; without AP50 the lowest ``val_loss_total``;
-    without validation the last epoch. NaN counts as worst."""
-    def finite(v: float, sign: float) -> float:
-        v = float(v)
-        return sign * v if math.isfinite(v) else WORST
-
-    loss = finite(row["val_loss_total"], -1) if "val_loss_total" in row else WORST
-    if "val_ap50" in row:
-        return "val_ap50", "max", [finite(row["val_ap50"], 1), loss]
-    if "val_loss_total" in row:
-        return "val_loss_total", "min", [loss]
-    return "epoch", "max", [float(row["epoch"])]
-
-
 def _record_epoch(session: _Session, epoch: int, row: dict) -> bool:
     """Append the row to the history, count the epoch done; whether it is the best so far."""
     session.history.append(row)
     session.done = epoch
-    metric, mode, score = _best_score(row)
+    metric, mode, score = run_files.best_score(row)
     is_best = session.best is None or score > session.best["score"]
     if is_best:
         session.best = {"epoch": epoch, "metric": metric, "mode": mode, "value": float(row[metric]), "score": score}

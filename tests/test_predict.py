@@ -123,6 +123,16 @@ def test_cli_predict_with_a_tiny_untrained_model_exits_non_zero_on_a_bad_file(fo
     assert main(["predict", str(run), str(folder / "knee.png"), "--out", str(tmp_path / "pred5"),
                  "--which", "last"]) == 0
     assert "at score ≥ 0;" in capsys.readouterr().out
+    # at scale: batched, no overlays, then resumed into the same folder (the broken file is tried again)
+    at_scale = ["predict", str(run), str(folder), "--out", str(tmp_path / "pred6"), "--which", "last",
+                "--no-overlays", "--batch-size", "2", "--workers", "0"]
+    assert main(at_scale) == 1
+    assert [p.name for p in (tmp_path / "pred6").iterdir()] == ["detections.csv"]
+    first = (tmp_path / "pred6" / "detections.csv").read_text()
+    assert main(at_scale + ["--resume"]) == 1
+    again = (tmp_path / "pred6" / "detections.csv").read_text()
+    assert sorted(again.splitlines()) == sorted(first.splitlines())  # the error row replaced by the same one,
+    assert again.splitlines()[-1].startswith(f"{folder / 'broken.png'},error: {folder / 'broken.png'}: ")  # last
 
 
 def test_collect_images_keeps_missing_paths_to_report_them(folder, tmp_path):
@@ -139,6 +149,15 @@ def test_predicting_twice_into_the_input_folder_never_reads_its_own_overlays(fol
     assert sorted(first["file"].unique()) == sorted(second["file"].unique())
     assert not second["file"].str.endswith("_overlay.png").any()
     assert sorted(p.name for p in folder.glob("*_overlay.png")) == ["hand_overlay.png", "knee_overlay.png"]
+
+
+@pytest.mark.parametrize("option,bad", [("--batch-size", "0"), ("--batch-size", "two"), ("--workers", "-1")])
+def test_predict_refuses_a_batch_size_below_1_and_negative_workers(option, bad, capsys):
+    from bonetumor.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "run", "x.png", "--out", "o", option, bad])
+    assert exc.value.code == 2 and option in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-0.1", "1.5", "half"])
@@ -159,3 +178,143 @@ def test_predict_out_naming_an_existing_file_is_one_clear_line(folder, tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(existing) in err and "not a folder" in err
     assert existing.read_text() == "keep me"
+
+
+# --- prediction at scale: batches, a streamed and resumable CSV, no overlays -------------------------------
+
+
+class Killed(BaseException):
+    """Stands for the run being stopped (Ctrl-C, a kill) in the middle: not an image's error."""
+
+
+class KilledOnCall(BoxModel):
+    """A :class:`BoxModel` stopped at its ``n``-th forward call."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    def forward(self, images):
+        self.calls += 1
+        if self.calls == self.n:
+            raise Killed()
+        return super().forward(images)
+
+
+@pytest.fixture
+def many(tmp_path):
+    """Seven grayscale PNGs of one size (64×48) with different pixels."""
+    d = tmp_path / "many"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(7):
+        Image.fromarray(rng.integers(0, 255, (48, 64), dtype=np.uint8), mode="L").save(d / f"img{k}.png")
+    return d
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return build_model(ModelSettings(width=0.0625, pretrained=False, anchor_sizes=(16, 32)), image_size=SIZE)
+
+
+def test_batches_and_worker_processes_give_the_detections_of_one_image_at_a_time(many, tmp_path):
+    model = _tiny_model()
+    one = pr.predict_images(model, [many], tmp_path / "one", SIZE, score_threshold=0.0, overlays=False)
+    batched = pr.predict_images(model, [many], tmp_path / "batched", SIZE, score_threshold=0.0, overlays=False,
+                                batch_size=3, workers=2)
+    assert (one["status"] == "ok").sum() > 7  # an untrained model at threshold 0: several boxes per image
+    key = ["file", "status", "detection", "class", "mask_area"]
+    assert one[key].astype(str).equals(batched[key].astype(str))
+    numbers = ["score", "x0", "y0", "x1", "y1"]
+    np.testing.assert_allclose(one[numbers].to_numpy(float), batched[numbers].to_numpy(float), atol=0.11)
+
+
+def test_a_killed_run_resumes_without_duplicate_or_missing_rows(many, tmp_path):
+    whole = pr.predict_images(BoxModel(), [many], tmp_path / "whole", SIZE, score_threshold=0.05, batch_size=2)
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):  # the third batch never comes: images 0–3 are done
+        pr.predict_images(KilledOnCall(3), [many], out, SIZE, score_threshold=0.05, batch_size=2)
+    streamed = pd.read_csv(out / pr.CSV_NAME)
+    assert sorted(streamed["file"].unique()) == [str(many / f"img{k}.png") for k in range(4)]
+    model = BoxModel()
+    resumed = pr.predict_images(model, [many], out, SIZE, score_threshold=0.05, batch_size=2, resume=True)
+    assert len(model.inputs) == 3  # only the images the killed run had not done
+    assert resumed.drop(columns="overlay").equals(whole.drop(columns="overlay"))
+    assert (out / pr.CSV_NAME).read_text() == (tmp_path / "whole" / pr.CSV_NAME).read_text().replace("/whole/",
+                                                                                                     "/killed/")
+    assert sorted(p.name for p in out.glob("*_overlay.png")) == [f"img{k}_overlay.png" for k in range(7)]
+
+
+def test_resume_drops_a_half_written_image_and_retries_errors(many, tmp_path):
+    out = tmp_path / "out"
+    whole = pr.predict_images(BoxModel(), [many], out, SIZE, score_threshold=0.05, overlays=False)
+    text = (out / pr.CSV_NAME).read_text()
+    assert (whole["file"] == str(many / "img6.png")).sum() == 2  # two detections: two rows
+    # killed while writing img6's second row, after an error row for img2
+    lines = text.splitlines(keepends=True)
+    img2 = [line for line in lines if "img2.png" in line]
+    cut = [line for line in lines if "img2.png" not in line]
+    cut.insert(3, f"{many / 'img2.png'},error: {many / 'img2.png'}: was being copied,,,,,,,,,\n")
+    (out / pr.CSV_NAME).write_text("".join(cut)[:-20])
+    model = BoxModel()
+    resumed = pr.predict_images(model, [many], out, SIZE, score_threshold=0.05, overlays=False, resume=True)
+    assert len(model.inputs) == 2  # img2 retried, img6 predicted again; the others kept
+    assert not resumed["status"].str.startswith("error").any() and len(resumed) == len(whole) == 14
+    assert set(resumed.groupby("file").size()) == {2}
+    assert "".join(img2) in (out / pr.CSV_NAME).read_text()
+
+
+def test_an_image_without_detection_is_recorded_so_resume_skips_it(many, tmp_path):
+    out = tmp_path / "out"
+    first = pr.predict_images(BoxModel(), [many], out, SIZE, score_threshold=0.95, overlays=False, batch_size=4)
+    assert (first["status"] == "no detection").all() and len(first) == 7
+    before = (out / pr.CSV_NAME).read_bytes()
+    model = BoxModel()
+    again = pr.predict_images(model, [many], out, SIZE, score_threshold=0.95, overlays=False, resume=True)
+    assert model.inputs == [] and len(again) == 7 and (out / pr.CSV_NAME).read_bytes() == before
+
+
+def test_resume_refuses_a_csv_of_other_columns_naming_it(many, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / pr.CSV_NAME).write_text("image,label\nx.png,1\n")
+    with pytest.raises(ValueError, match=f"{out / pr.CSV_NAME}.*columns"):
+        pr.predict_images(BoxModel(), [many], out, SIZE, resume=True)
+    assert (out / pr.CSV_NAME).read_text() == "image,label\nx.png,1\n"
+
+
+def test_no_overlays_writes_the_csv_and_no_image(folder, tmp_path):
+    out = tmp_path / "out"
+    df = pr.predict_images(BoxModel(), [folder], out, SIZE, score_threshold=0.5, overlays=False, batch_size=8)
+    assert [p.name for p in out.iterdir()] == [pr.CSV_NAME]
+    assert df["overlay"].isna().all() and (df["status"] == "ok").sum() == 2
+    assert df["status"].str.startswith("error: ").sum() == 1  # broken.png, reported and skipped
+
+
+def test_a_batch_the_model_fails_on_is_run_image_by_image(many, tmp_path):
+    class FailsOnBatches(BoxModel):
+        def forward(self, images):
+            if len(images) > 1 or images[0].sum() == 0:
+                raise RuntimeError("out of memory")
+            return super().forward(images)
+
+    black = tmp_path / "black.png"
+    Image.new("L", (64, 48)).save(black)
+    df = pr.predict_images(FailsOnBatches(), [many, black], tmp_path / "o", SIZE, batch_size=4, overlays=False)
+    assert (df["status"] == "ok").sum() == 7
+    assert df.attrs["errors"] == [(str(black), f"{black}: out of memory")]
+
+
+def test_a_large_jpeg_is_decoded_as_the_resize_cache_decodes_it(tmp_path):
+    from bonetumor.data.btxrd.cache import decode_resized
+
+    rng = np.random.default_rng(2)
+    file = tmp_path / "big.jpg"
+    Image.fromarray(rng.integers(0, 255, (200, 256), dtype=np.uint8), mode="L").save(file, quality=90)
+    model = BoxModel()
+    image, dets, _ = pr.detect_in_file(model, file, SIZE, 0.5, 0.5, "cpu")
+    _, cached = decode_resized(file, 256, 200, SIZE)
+    assert image.size == (256, 200) and cached.size == (64, 50)  # overlays on the full image
+    expected = torch.from_numpy(np.asarray(cached, dtype=np.float32) / 255.0)
+    assert torch.equal(model.inputs[0][0], expected)  # the very pixels training saw
+    assert dets[0]["box"] == pytest.approx([64.0, 32.0, 192.0, 96.0])  # ×4 back to the original

@@ -54,6 +54,11 @@ def proportions_of(proportions: dict[str, float] | None) -> dict[str, float]:
 def plan(n_images: int, seed: int = 0, proportions: dict[str, float] | None = None) -> list[dict]:
     """The image list: one dict per image (index, name, patient, class, subtype, centre, age, gender, site,
     template, view, duplicate source). Cheap; :func:`render` turns an entry into pixels and masks."""
+    return build_plan(n_images, seed, proportions)
+
+
+def build_plan(n_images: int, seed: int, proportions: dict[str, float] | None, draw_patient=None) -> list[dict]:
+    """:func:`plan` with another way of drawing a patient (``draw_patient(rng, label)``, see :func:`_patients`)."""
     n_images = int(n_images)
     if n_images < 1:
         raise ValueError(f"n_images must be at least 1, got {n_images}")
@@ -61,7 +66,7 @@ def plan(n_images: int, seed: int = 0, proportions: dict[str, float] | None = No
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     n_dup = int(round(0.01 * n_images)) if n_images >= 50 else 0
     n_orig = n_images - n_dup
-    entries = _patients(rng, props, n_orig)
+    entries = _patients(rng, props, n_orig, draw_patient)
     for entry_index, entry in enumerate(entries):
         entry["key"] = entry_index + 1  # pixel-RNG key, fixed before duplicates are inserted
     _insert_duplicates(rng, entries, n_orig, n_dup)
@@ -76,8 +81,10 @@ def plan(n_images: int, seed: int = 0, proportions: dict[str, float] | None = No
     return entries
 
 
-def _patients(rng: np.random.Generator, props: dict[str, float], n_orig: int) -> list[dict]:
-    """``n_orig`` entries, patient after patient (each with 1–3 views), classes kept close to ``props``."""
+def _patients(rng: np.random.Generator, props: dict[str, float], n_orig: int, draw_patient=None) -> list[dict]:
+    """``n_orig`` entries, patient after patient (each with 1–3 views), classes kept close to ``props``;
+    ``draw_patient(rng, label)`` draws one patient (default: :func:`_patient`, the version-1 phantom's)."""
+    draw_patient = _patient if draw_patient is None else draw_patient
     classes = list(props)
     counts = dict.fromkeys(classes, 0)
     entries: list[dict] = []
@@ -88,7 +95,7 @@ def _patients(rng: np.random.Generator, props: dict[str, float], n_orig: int) ->
         deficit = np.array([max(props[c] * filled - counts[c], 0.0) + 1e-3 * props[c] for c in classes])
         deficit[np.array([props[c] for c in classes]) == 0] = 0
         label = classes[rng.choice(len(classes), p=deficit / deficit.sum())]
-        person, views = _patient(rng, label)
+        person, views = draw_patient(rng, label)
         patient += 1
         for view in views[: n_orig - len(entries)]:
             entries.append({"patient": patient, **person, "view": view, "duplicate_of": None})
@@ -98,14 +105,27 @@ def _patients(rng: np.random.Generator, props: dict[str, float], n_orig: int) ->
 
 def _patient(rng: np.random.Generator, label: str) -> tuple[dict, list[str]]:
     """One patient of class ``label``: its sheet values (shared by its views) and its views."""
-    site = str(rng.choice(list(SITE_WEIGHTS), p=np.array(list(SITE_WEIGHTS.values())) / sum(SITE_WEIGHTS.values())))
-    names, weights = zip(*SITE_TEMPLATES[site])
+    site, template, subtype = site_and_subtype(rng, label, SITE_WEIGHTS, SITE_TEMPLATES, SUBTYPE_SITES)
+    return sheet_person(rng, label, site, template, subtype)
+
+
+def site_and_subtype(rng: np.random.Generator, label: str, site_weights: dict, site_templates: dict,
+                     subtype_sites: dict) -> tuple[str, str, str | None]:
+    """The patient's site (independent of the class), joint region (template) and subtype (given the site)."""
+    site = str(rng.choice(list(site_weights), p=np.array(list(site_weights.values())) / sum(site_weights.values())))
+    names, weights = zip(*site_templates[site])
     template = str(rng.choice(names, p=np.array(weights) / sum(weights)))
     subtype = None
     if label != "normal":
         options = BENIGN_SUBTYPES if label == "benign" else MALIGNANT_SUBTYPES
-        w = np.array([SUBTYPE_WEIGHTS[s] * (site in SUBTYPE_SITES.get(s, {site})) for s in options], float)
+        w = np.array([SUBTYPE_WEIGHTS[s] * (site in subtype_sites.get(s, {site})) for s in options], float)
         subtype = str(options[rng.choice(len(options), p=w / w.sum())])
+    return site, template, subtype
+
+
+def sheet_person(rng: np.random.Generator, label: str, site: str, template: str,
+                 subtype: str | None) -> tuple[dict, list[str]]:
+    """The rest of a patient's sheet values (centre, gender, age, joint column) and its views."""
     centre = int(rng.choice(3, p=np.array(CENTRE_COUNTS[label]) / sum(CENTRE_COUNTS[label]))) + 1
     gender_male = {"osteosarcoma": 0.58, "giant cell tumor": 0.45}.get(subtype, 0.53)
     gender = "M" if rng.random() < gender_male else "F"

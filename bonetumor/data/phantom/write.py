@@ -21,23 +21,29 @@ from scipy import ndimage
 
 from bonetumor.data.layout import SHEET_COLUMNS
 from bonetumor.io import plain_mode
-from bonetumor.data.phantom import radiograph
+from bonetumor.data.phantom import radiograph, radiograph_v2
 from bonetumor.data.phantom.plan import SITE_LIMB, TEMPLATE_JOINT, plan, proportions_of
+from bonetumor.data.phantom.plan_v2 import plan_v2
 from bonetumor.data.phantom.radiograph import CENTRE_STYLE
 
 VERSION = "1"
+#: The phantom versions :func:`generate` writes: 1 (long-bone joint regions, conspicuous lesions) and 2
+#: (BTXRD's site mix, measured lesion sizes, conspicuity, distractors; :mod:`.plan_v2`).
+VERSIONS = (1, 2)
 LABELME_VERSION = "5.4.1"
 _FIXED_DATE = "2025-01-01T00:00:00Z"
 
 
-def _meta(n_images: int, seed: int, size: int, proportions: dict[str, float] | None) -> dict:
-    """The settings part of ``phantom.json``."""
-    return {"generator": "bonetumor.data.phantom", "version": VERSION, "seed": int(seed), "size": int(size),
+def _meta(n_images: int, seed: int, size: int, proportions: dict[str, float] | None, version: int = 1) -> dict:
+    """The settings part of ``phantom.json`` (version 1's bytes unchanged)."""
+    if version not in VERSIONS:
+        raise ValueError(f"phantom version must be one of {VERSIONS}, got {version!r}")
+    return {"generator": "bonetumor.data.phantom", "version": str(version), "seed": int(seed), "size": int(size),
             "n_images": int(n_images), "proportions": proportions_of(proportions)}
 
 
 def same_phantom(out: Path, n_images: int, seed: int = 0, size: int = 512,
-                 proportions: dict[str, float] | None = None) -> bool:
+                 proportions: dict[str, float] | None = None, version: int = 1) -> bool:
     """Whether ``out`` holds a complete phantom written by :func:`generate` with these settings (its
     ``dataset.xlsx``, written last, is there and its ``phantom.json`` names the same settings)."""
     out = Path(out).expanduser()
@@ -47,13 +53,13 @@ def same_phantom(out: Path, n_images: int, seed: int = 0, size: int = 512,
         return False
     if not isinstance(meta, dict) or not (out / "dataset.xlsx").is_file():
         return False
-    want = _meta(n_images, seed, size, proportions)
+    want = _meta(n_images, seed, size, proportions, version)
     return all(meta.get(k) == v for k, v in want.items())
 
 
 def generate(out: Path, n_images: int, seed: int = 0, size: int = 512,
              proportions: dict[str, float] | None = None, progress: bool = True, *,
-             workers: int | None = None, overwrite: bool = False) -> Path:
+             workers: int | None = None, overwrite: bool = False, version: int = 1) -> Path:
     """Write a phantom dataset in the BTXRD layout to ``out`` and return ``out``.
 
     The dataset is built in a temporary sibling folder and renamed into place at the end, so an interrupted
@@ -61,6 +67,7 @@ def generate(out: Path, n_images: int, seed: int = 0, size: int = 512,
     empty folder; with ``overwrite``, a folder holding an earlier phantom (``phantom.json``) is replaced too
     (a non-empty folder without one never is). The same ``seed`` (and size, proportions) gives
     byte-identical files, whatever ``workers``. Folders get the modes a plain ``mkdir`` would give.
+    ``version`` 2 writes phantom v2 (:mod:`.plan_v2`, :mod:`.radiograph_v2`) in the same layout.
     """
     out = Path(out).expanduser().resolve()
     size = int(size)
@@ -71,7 +78,8 @@ def generate(out: Path, n_images: int, seed: int = 0, size: int = 512,
         what = ("holds an earlier phantom (pass overwrite=True, or --force, to replace it)"
                 if out.is_dir() and (out / "phantom.json").is_file() else "is not an empty folder")
         raise FileExistsError(f"{out} already exists and {what}; remove it or choose another folder")
-    entries = plan(n_images, seed, proportions)
+    _meta(n_images, seed, size, proportions, version)  # checks the version before anything is written
+    entries = plan_v2(n_images, seed, proportions) if version == 2 else plan(n_images, seed, proportions)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     os.chmod(tmp, plain_mode(directory=True))  # mkdtemp's 0700 would otherwise become the dataset's mode
@@ -79,7 +87,7 @@ def generate(out: Path, n_images: int, seed: int = 0, size: int = 512,
         (tmp / "images").mkdir()
         (tmp / "Annotations").mkdir()
         rows = _write_images(entries, size, tmp, out.name, progress, workers)
-        meta = {**_meta(len(entries), seed, size, proportions),
+        meta = {**_meta(len(entries), seed, size, proportions, version),
                 "duplicates": {e["name"]: e["duplicate_of"] for e in entries if e["duplicate_of"]}}
         (tmp / "phantom.json").write_text(json.dumps(meta, indent=2) + "\n")
         write_sheet(tmp / "dataset.xlsx", rows)  # last: its presence marks a complete dataset
@@ -126,7 +134,8 @@ def _write_images(entries: list[dict], size: int, folder: Path, name: str, progr
 
 def _make_one(job) -> list:
     entry, size, folder = job
-    img, lesions = radiograph.render(entry, size)
+    render = radiograph_v2.render if entry.get("version") == 2 else radiograph.render
+    img, lesions = render(entry, size)
     quality = CENTRE_STYLE[entry["centre"]]["quality"]
     if entry["duplicate_of"] is not None:  # the same picture re-saved
         quality = quality - 12
@@ -184,11 +193,14 @@ def sheet_row(entry: dict) -> list:
     """The entry's row of ``dataset.xlsx`` (the 37 columns, one-hot flags as 0/1)."""
     on = set()
     on.add(entry["site"])
-    if entry["joint_col"]:
-        on.add(TEMPLATE_JOINT[entry["template"]])
+    if entry.get("version") == 2:
+        on |= {entry["region_column"]} | ({entry["joint_column"]} if entry["joint_column"] else set())
+    else:
+        on.add(SITE_LIMB[entry["site"]])
+        if entry["joint_col"]:
+            on.add(TEMPLATE_JOINT[entry["template"]])
     if entry["label"] != "normal":
         on |= {"tumor", entry["label"], entry["subtype"]}
-    on.add(SITE_LIMB[entry["site"]])
     on.add(entry["view"])
     return [f"{entry['name']}.jpeg", entry["centre"], entry["age"], entry["gender"]] + \
         [int(c in on) for c in SHEET_COLUMNS[4:]]

@@ -15,7 +15,7 @@ from bonetumor.evaluation.classification import (
 from bonetumor.evaluation.coco_eval import coco_metrics
 from bonetumor.evaluation.lesions import box_iou, greedy_match, lesion_metrics, refinement_effect
 from bonetumor.evaluation.masks import dice, mask_iou, refine_mask, refined_predictions
-from bonetumor.evaluation.metrics import evaluate_predictions, metrics_table
+from bonetumor.evaluation.metrics import evaluate_image_classifier, evaluate_predictions, metrics_table
 from bonetumor.data.coco import decode_mask, encode_mask
 from bonetumor.evaluation.predictions import (
     PREDICTIONS_FORMAT, aligned_pairs, kept_detections, load_predictions, save_predictions,
@@ -24,7 +24,7 @@ from bonetumor.evaluation.predictions import (
 __all__ = [
     "NORMAL", "PREDICTIONS_FORMAT", "TUMOUR", "aligned_pairs", "benign_vs_malignant", "bootstrap_ci", "box_iou",
     "choose_score_threshold", "coco_metrics", "confusion", "decode_mask", "dice", "encode_mask",
-    "evaluate_predictions", "greedy_match", "image_table", "kept_detections", "lesion_metrics", "load_predictions",
+    "evaluate_image_classifier", "evaluate_predictions", "greedy_match", "image_table", "kept_detections", "lesion_metrics", "load_predictions",
     "mask_iou", "metrics_table", "refine_mask", "refined_predictions", "refinement_effect", "save_predictions",
     "tumour_vs_normal",
 ]

@@ -213,3 +213,27 @@ def normal_images(table: pd.DataFrame) -> dict:
     return {"fp_image_rate": float(normal["pred_tumour"].to_numpy(bool).mean()),
             "fp_per_image": float(normal["n_kept"].to_numpy(float).mean())}
 
+
+
+def classifier_image_table(probabilities, records: Sequence[Mapping]) -> pd.DataFrame:
+    """:func:`image_table`'s rows for a whole-image classifier (Table 2's comparators), so that it is scored
+    by exactly the detector's metrics. ``probabilities``: ``(N, 3)`` for normal, benign, malignant, in the
+    order of ``records``. The rules: ``pred_class`` is the most probable class; ``pred_tumour`` iff that is
+    not normal; ``tumour_score`` = 1 − p(normal), ``malignancy_score`` = p(malignant), ``benign_score`` =
+    p(benign); ``n_kept`` = 1 for an image called a tumour (a classifier makes one finding per image)."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    if probabilities.shape != (len(records), len(THREE_CLASSES)):
+        raise ValueError(f"expected probabilities of shape ({len(records)}, 3), got {probabilities.shape}")
+    rows = []
+    for record, p in zip(records, probabilities):
+        pred_class = THREE_CLASSES[int(np.argmax(p))]
+        truth = record["label"]
+        if truth not in THREE_CLASSES:
+            raise ValueError(f"image {record['image_id']}: unknown label {truth!r}")
+        rows.append({"image_id": int(record["image_id"]),
+                     "patient": str(record.get("patient", f"image-{record['image_id']}")),
+                     "truth": truth, "truth_tumour": truth != NORMAL, "pred_class": pred_class,
+                     "pred_tumour": pred_class != NORMAL, "tumour_score": float(1.0 - p[0]),
+                     "malignancy_score": float(p[2]), "n_kept": int(pred_class != NORMAL),
+                     "benign_score": float(p[1]), "subtype": record.get("subtype"), "centre": record.get("centre")})
+    return pd.DataFrame(rows, columns=IMAGE_TABLE_COLUMNS)

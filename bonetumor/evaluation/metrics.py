@@ -34,7 +34,8 @@ import pandas as pd
 from bonetumor.evaluation.bootstrap import bootstrap_ci
 from bonetumor.evaluation.breakdown import lesion_breakdown, lesion_outcomes, per_centre
 from bonetumor.evaluation.classification import (
-    benign_vs_malignant, confusion, image_table, normal_images, three_class, tumour_vs_normal,
+    benign_vs_malignant, classifier_image_table, confusion, image_table, normal_images, three_class,
+    tumour_vs_normal,
 )
 from bonetumor.evaluation.coco_eval import coco_metrics
 from bonetumor.evaluation.lesions import lesion_metrics, refinement_effect
@@ -119,6 +120,19 @@ def evaluate_predictions(preds: Sequence[Mapping], records: Sequence[Mapping], s
     return _jsonable(result)
 
 
+def evaluate_image_classifier(probabilities, records: Sequence[Mapping], n_boot: int = 1000, seed: int = 0) -> dict:
+    """The image-level metrics of a whole-image classifier (Table 2's comparators), computed exactly as the
+    detector's (:func:`_classification` on :func:`.classification.classifier_image_table`), with the same
+    pseudo-patient bootstrap: ``{"classification", "counts", "settings"}`` (strict JSON), which
+    :func:`metrics_table` reads like the detector's result."""
+    table = classifier_image_table(probabilities, records)
+    counts = {"images": len(table), "patients": int(table["patient"].nunique()),
+              **{label: int((table["truth"] == label).sum()) for label in ("normal", "benign", "malignant")}}
+    return _jsonable({"classification": _classification(table, n_boot, seed), "counts": counts,
+                      "settings": {"bootstrap": int(n_boot), "seed": seed, "ci_level": 0.95,
+                                   "rule": "pred_class = argmax of the class probabilities"}})
+
+
 def _classification(table: pd.DataFrame, n_boot: int, seed: int) -> dict:
     """Image-level metrics with patient-bootstrap CIs: the paper's two binary tasks, the three classes and the
     false positives on normal images."""
@@ -162,20 +176,21 @@ def metrics_table(result: Mapping) -> pd.DataFrame:
     ``recall``, ``specificity``, ``f1``, ``auc``), ``refinement``, ``three_class`` (per-class precision and
     recall, balanced accuracy, macro AUC, malignant recall), ``normal_images`` (false positives),
     ``lesion_recall_by_<coco_size | side_fraction | subtype | centre>`` (metric: the group and its number of
-    lesions) and ``centre <c>`` (that centre's image-level metrics and lesion recall)."""
+    lesions) and ``centre <c>`` (that centre's image-level metrics and lesion recall). A whole-image
+    classifier's result (:func:`evaluate_image_classifier`) has the image-level tasks only."""
     rows = []
 
     def add(task, metric, value, lo=None, hi=None):
         rows.append({"task": task, "metric": metric, "value": _num(value), "ci_low": _num(lo), "ci_high": _num(hi)})
 
     for task in ("detection", "segmentation"):
-        for metric, value in result[task].items():
+        for metric, value in result.get(task, {}).items():
             add(task, metric, value)
-    les = result["lesions"]
-    for variant in ("class_aware", "class_agnostic"):
+    les = result.get("lesions")
+    for variant in ("class_aware", "class_agnostic") if les else ():
         for metric in ("precision", "recall", "f1"):
             add(f"lesions_{variant}", metric, les[variant][metric])
-    for metric in ("dice_matched", "iou_matched", "dice_per_lesion"):
+    for metric in ("dice_matched", "iou_matched", "dice_per_lesion") if les else ():
         add("lesion_masks", metric, les[metric])
     cls = result["classification"]
     for task in ("tumour_vs_normal", "benign_vs_malignant"):
@@ -183,7 +198,7 @@ def metrics_table(result: Mapping) -> pd.DataFrame:
             add(task, metric, v["value"], v["ci_low"], v["ci_high"])
     a = cls["auc_malignant"]
     add("benign_vs_malignant", "auc", a["value"], a["ci_low"], a["ci_high"])
-    for metric in ("dice_raw", "dice_refined", "iou_raw", "iou_refined"):
+    for metric in ("dice_raw", "dice_refined", "iou_raw", "iou_refined") if "refinement" in result else ():
         add("refinement", metric, result["refinement"][metric])
     for task in ("three_class", "normal_images"):
         for metric, v in cls.get(task, {}).items():

@@ -36,6 +36,10 @@ class DataSettings(_Strict):
     #: the others; ``random``: by image, stratified by class — leaky (views of one patient and duplicate
     #: images can land on both sides), as most published BTXRD results split; for measuring the leak only.
     split_kind: Literal["grouped", "centre", "random"] = "grouped"
+    #: Feed the model the paper's image preprocessing (Figure 4b: percentile normalisation, non-local-means
+    #: denoising, CLAHE; :func:`bonetumor.preprocess.preprocess_radiograph`) instead of the raw radiograph,
+    #: computed once per image and cached like the resize.
+    preprocess: bool = False
     train_fraction: float = Field(0.7, gt=0, lt=1)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
@@ -95,7 +99,8 @@ class TrainSettings(_Strict):
 
 
 #: Settings added after runs were already named by their fingerprint: left out of it while at their default.
-_FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align"), "train": ("cpu_bf16",)}
+_FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align"), "train": ("cpu_bf16",),
+                                   "data": ("preprocess",)}
 
 
 class EvalSettings(_Strict):

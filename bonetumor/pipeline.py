@@ -63,7 +63,8 @@ def ensure_dataset(settings: Settings, progress: bool = True) -> Path:
 
 def prepare(settings: Settings, progress: bool = True) -> Prepared:
     """Read the dataset (BTXRD reader, also for the phantom), resize it once into the cache, assign
-    pseudo-patients, find near-duplicates and split (grouped 70/10/20 or held-out centre)."""
+    pseudo-patients, find near-duplicates, preprocess when ``data.preprocess`` asks (cached too) and split
+    (grouped 70/10/20, held-out centre, or the leaky random split)."""
     from bonetumor.data import btxrd, patients
 
     root = ensure_dataset(settings, progress=progress)
@@ -72,6 +73,10 @@ def prepare(settings: Settings, progress: bool = True) -> Prepared:
     # an image that fails its one full decode becomes a problem of the dataset and is left out of every split
     records = btxrd.resize_records(records, settings.data.image_size, progress=progress, problems=problems)
     duplicates = patients.find_near_duplicates(records)
+    if settings.data.preprocess:  # after the duplicate search, so both inputs give the same split
+        from bonetumor.preprocess.cache import preprocessed_records
+
+        records = preprocessed_records(records, progress=progress)
     return Prepared(root, records, problems, duplicates, split_records(settings, records, duplicates))
 
 

@@ -4,6 +4,7 @@ one threshold rule."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -108,3 +109,26 @@ def test_no_centre_holdout_with_one_centre(tiny, monkeypatch):
     one = pipeline.Prepared(prepared.root, [{**r, "centre": 1} for r in prepared.records], [], [], prepared.splits)
     monkeypatch.setattr(pipeline, "ensure_metrics", lambda *a, **k: pytest.fail("trained with one centre"))
     assert pipeline.ensure_centre_holdout(tiny, one) is None
+
+
+def test_preprocessed_input_is_cached_and_keeps_the_split(tiny, tmp_path, monkeypatch):
+    """data.preprocess (issue 13's ablation): the model's input is the paper's Figure 4b preprocessing,
+    computed once per image, on the same split as the raw input."""
+    import numpy as np
+
+    from bonetumor.preprocess import preprocess_radiograph, read_grayscale
+
+    monkeypatch.setattr(paths, "CACHE", tmp_path)
+    raw = pipeline.prepare(tiny, progress=False)
+    cooked_settings = tiny.model_copy(update={"data": tiny.data.model_copy(update={"preprocess": True})})
+    cooked = pipeline.prepare(cooked_settings, progress=False)
+    assert cooked_settings.run_name != tiny.run_name
+    for name in ("train", "val", "test"):
+        assert [r["image_id"] for r in cooked.splits[name]] == [r["image_id"] for r in raw.splits[name]]
+    first = cooked.records[0]
+    assert first["file"] != first["unpreprocessed_file"] and "preprocessed" in first["file"]
+    expected = preprocess_radiograph(read_grayscale(first["unpreprocessed_file"]))
+    assert np.abs(read_grayscale(first["file"]) - expected).max() <= 0.5 / 255 + 1e-6  # 8-bit PNG
+    stamp = os.stat(first["file"]).st_mtime_ns
+    again = pipeline.prepare(cooked_settings, progress=False)
+    assert again.records[0]["file"] == first["file"] and os.stat(first["file"]).st_mtime_ns == stamp

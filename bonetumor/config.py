@@ -153,6 +153,21 @@ class ComparatorSettings(_Strict):
     pretrained: bool = True
 
 
+ABLATIONS = ("roi_max_pool", "preprocessed_input", "imagenet_init", "random_split")
+
+
+class AblationSettings(_Strict):
+    """The paper's choices ablated (notebook 07): each an extra detector run with one thing changed —
+    ``roi_max_pool`` (equation 8 instead of RoIAlign), ``preprocessed_input`` (Figure 4b's preprocessing as
+    the input), ``imagenet_init`` (random instead of ImageNet initialisation; only where the weights load)
+    and ``random_split`` (the leaky split by image instead of by pseudo-patient)."""
+
+    names: tuple[Literal["roi_max_pool", "preprocessed_input", "imagenet_init", "random_split"], ...] = ABLATIONS
+    #: Epochs of every ablation run and of its reference run; ``None``: the profile's own schedule (the
+    #: reference is then the main run). A shorter schedule is named as such wherever its numbers appear.
+    epochs: int | None = Field(None, ge=1)
+
+
 class Settings(_Strict):
     profile: str
     seed: int = 0
@@ -167,6 +182,7 @@ class Settings(_Strict):
     targets: tuple[Target, ...] = ()
     centre_holdout: CentreHoldoutSettings = CentreHoldoutSettings()
     comparators: ComparatorSettings = ComparatorSettings()
+    ablations: AblationSettings = AblationSettings()
 
     @property
     def data_path(self) -> Path:
@@ -179,11 +195,11 @@ class Settings(_Strict):
 
     def training_fingerprint(self) -> str:
         """Short hash of the settings that decide what a training run learns (not the worker count, the
-        notebook timeout, the evaluation settings, the targets, the comparators or the centre hold-out's
-        schedule, which reaches a run only as its own ``train.epochs``)."""
+        notebook timeout, the evaluation settings, the targets, the comparators, the ablations or the
+        centre hold-out's schedule, which reaches a run only as its own ``train.epochs``)."""
         relevant = self.model_dump(mode="json", exclude={"notebook_timeout": True, "evaluate": True,
                                                          "targets": True, "centre_holdout": True,
-                                                         "comparators": True,
+                                                         "comparators": True, "ablations": True,
                                                          "train": {"num_workers"}})
         for section, fields in _FINGERPRINT_AT_DEFAULT_OMITTED.items():  # runs from before they existed keep theirs
             for name in fields:

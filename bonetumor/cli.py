@@ -18,7 +18,7 @@ DEBUG_ENV = "BONETUMOR_DEBUG"
 #: ``json.JSONDecodeError`` and the reader's ``DatasetError`` are ``ValueError``; file problems are ``OSError``.
 USER_ERRORS = (OSError, ValueError)
 
-GROUPS = ("architecture", "data", "run", "evaluate", "predict", "paper")
+GROUPS = ("architecture", "data", "run", "evaluate", "predict", "paper", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

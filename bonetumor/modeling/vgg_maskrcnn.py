@@ -98,26 +98,58 @@ def vgg19_features(width: float = 1.0, batch_norm: bool = False, pretrained: boo
 class VGGBackbone(nn.Module):
     """The feature extractor Mask R-CNN sees: ``out_channels`` and an ordered dict with one map ``"0"``.
 
-    With ``bf16`` set (see :func:`bf16_backbone`) and a CUDA input, the convolutions run under bfloat16
-    autocast and hand float32 features on. Only the backbone: under autocast the heads' box decoding would
-    run in bfloat16, whose 8-bit mantissa puts box corners on a 2-pixel grid between 256 and 512 px."""
+    With ``bf16`` set (see :func:`bf16_backbone`) the convolutions run under bfloat16 autocast on the
+    input's device (CUDA, or a CPU that :func:`cpu_bf16_supported`) and hand float32 features on. Only the
+    backbone: under autocast the heads' box decoding would run in bfloat16, whose 8-bit mantissa puts box
+    corners on a 2-pixel grid between 256 and 512 px. With ``channels_last`` (``model.channels_last``) the
+    input and the convolutions use the NHWC memory format; the features handed on are plain NCHW again."""
 
-    def __init__(self, features: nn.Sequential):
+    def __init__(self, features: nn.Sequential, channels_last: bool = False):
         super().__init__()
         self.body = features
         self.out_channels = [m for m in features.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
         self.bf16 = False
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.body.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        if self.bf16 and x.is_cuda:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return OrderedDict([("0", self.body(x).float())])
-        return OrderedDict([("0", self.body(x))])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.bf16 and (x.is_cuda or x.device.type == "cpu"):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                out = self.body(x).float()
+        else:
+            out = self.body(x)
+        return OrderedDict([("0", out.contiguous() if self.channels_last else out)])
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN with AVX-512 BF16 or AMX). Without it,
+    bfloat16 on CPU is emulated and many times slower than float32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_wanted(settings, device: torch.device | str) -> bool:
+    """Whether training and validation on ``device`` run the backbone under bfloat16 autocast: on CUDA when
+    ``train.amp`` is set and the GPU supports bfloat16; on CPU when ``train.cpu_bf16`` is set and
+    :func:`cpu_bf16_supported` (elsewhere the setting is ignored, so one profile runs on any machine).
+    ``settings`` is a :class:`bonetumor.config.Settings`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(settings.train.amp and torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return bool(getattr(settings.train, "cpu_bf16", False) and cpu_bf16_supported())
+    return False
 
 
 @contextlib.contextmanager
 def bf16_backbone(model: nn.Module, enabled: bool = True):
-    """Run ``model``'s backbone under bfloat16 autocast (CUDA only) inside the ``with`` block."""
+    """Run ``model``'s backbone under bfloat16 autocast (CUDA or CPU) inside the ``with`` block. Whether to
+    enable it is the caller's choice (:func:`autocast_wanted`)."""
     backbone = model.backbone
     previous = getattr(backbone, "bf16", False)
     backbone.bf16 = bool(enabled)
@@ -144,9 +176,67 @@ class RoIMaxPool(MultiScaleRoIAlign):
         return roi_pool(x[self.featmap_name], boxes, self.pool_size, self.spatial_scale)
 
 
-def _roi_op(kind: str, output_size: int) -> nn.Module:
+def _axis_weights(start: torch.Tensor, size: torch.Tensor, pooled: int, grid: int, length: int) -> torch.Tensor:
+    """``(R, pooled, length)``: per RoI and output bin, the bilinear weights along one axis, averaged over
+    the bin's ``grid`` samples — placed, clamped and zeroed exactly as torchvision's ``roi_align`` kernel
+    does with ``aligned=False`` (sample outside ``[-1, length]``: weight 0; below 0: clamped to 0; at or
+    beyond ``length - 1``: the last row)."""
+    bin_size = size.clamp(min=1.0) / pooled
+    steps = torch.arange(pooled, dtype=start.dtype, device=start.device)[:, None]
+    offsets = (torch.arange(grid, dtype=start.dtype, device=start.device) + 0.5) / grid
+    pos = start[:, None, None] + (steps + offsets)[None] * bin_size[:, None, None]  # (R, pooled, grid)
+    inside = ((pos >= -1.0) & (pos <= length)).to(pos.dtype)
+    pos = pos.clamp(min=0.0)
+    low = pos.floor().long()
+    last = low >= length - 1
+    low = low.clamp(max=length - 1)
+    high = torch.where(last, low, low + 1)
+    frac = torch.where(last, torch.zeros_like(pos), pos - low.to(pos.dtype))
+    weights = torch.zeros(*pos.shape, length, dtype=pos.dtype, device=pos.device)
+    weights.scatter_add_(3, low[..., None], ((1 - frac) * inside)[..., None])
+    weights.scatter_add_(3, high[..., None], (frac * inside)[..., None])
+    return weights.sum(2) / grid
+
+
+def separable_roi_align(features: torch.Tensor, boxes: Sequence[torch.Tensor], output_size: int,
+                        spatial_scale: float, sampling_ratio: int) -> torch.Tensor:
+    """torchvision's ``roi_align`` (``aligned=False``, ``sampling_ratio > 0``) as two matrix products per
+    image: bilinear sampling and the average over a bin's samples are separable in y and x, so each RoI's
+    output is ``W_y · F · W_xᵀ``. The same linear map, so the same values and gradients (to rounding); its
+    backward is a batched matrix product, which runs on every core, where torchvision's CPU backward loops
+    over the RoIs on one. ``boxes``: one ``(R_i, 4)`` tensor per image, in image pixels."""
+    outs = []
+    for image, b in zip(features, boxes):
+        s = b.to(torch.promote_types(b.dtype, torch.float32)) * spatial_scale
+        wy = _axis_weights(s[:, 1], s[:, 3] - s[:, 1], output_size, sampling_ratio, image.shape[-2])
+        wx = _axis_weights(s[:, 0], s[:, 2] - s[:, 0], output_size, sampling_ratio, image.shape[-1])
+        rows = torch.einsum("rph,chw->rcpw", wy.to(image.dtype), image)
+        outs.append(torch.einsum("rcpw,rqw->rcpq", rows, wx.to(image.dtype)))
+    return torch.cat(outs) if outs else features.new_zeros(0, features.shape[1], output_size, output_size)
+
+
+class SeparableRoIAlign(MultiScaleRoIAlign):
+    """RoIAlign on the stride-16 map that uses :func:`separable_roi_align` for CPU features (the values of
+    torchvision's op, a faster backward on several cores) and torchvision's op elsewhere
+    (``model.separable_roi_align``)."""
+
+    def __init__(self, output_size: int, sampling_ratio: int = 2, featmap_name: str = "0",
+                 spatial_scale: float = 1.0 / BACKBONE_STRIDE):
+        super().__init__(featmap_names=[featmap_name], output_size=output_size, sampling_ratio=sampling_ratio)
+        self.pool_size, self.featmap_name, self.spatial_scale = output_size, featmap_name, spatial_scale
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes) -> torch.Tensor:
+        features = x[self.featmap_name]
+        if features.device.type != "cpu":
+            return super().forward(x, boxes, image_shapes)
+        return separable_roi_align(features, boxes, self.pool_size, self.spatial_scale, self.sampling_ratio)
+
+
+def _roi_op(kind: str, output_size: int, separable: bool = False) -> nn.Module:
     if kind == "pool":
         return RoIMaxPool(output_size)
+    if separable:
+        return SeparableRoIAlign(output_size, sampling_ratio=2)
     return MultiScaleRoIAlign(featmap_names=["0"], output_size=output_size, sampling_ratio=2)
 
 
@@ -161,7 +251,7 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
     model as ``model.normalisation``; ``model.init`` says ``"imagenet"`` or ``"random"``.
     """
     features, init = vgg19_features(settings.width, settings.backbone == "vgg19_bn", settings.pretrained)
-    backbone = VGGBackbone(features)
+    backbone = VGGBackbone(features, channels_last=settings.channels_last)
     channels = backbone.out_channels
     num_classes = len(CLASSES)
 
@@ -190,11 +280,11 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
         rpn_post_nms_top_n_test=settings.rpn_proposals_test,
         rpn_fg_iou_thresh=settings.rpn_fg_iou_thresh,
         box_batch_size_per_image=settings.box_batch_size_per_image,
-        box_roi_pool=_roi_op(settings.roi_op, 7),
+        box_roi_pool=_roi_op(settings.roi_op, 7, settings.separable_roi_align),
         box_head=TwoMLPHead(channels * 7 * 7, representation),
         box_predictor=FastRCNNPredictor(representation, num_classes),
         box_detections_per_img=settings.box_detections_per_img,
-        mask_roi_pool=_roi_op(settings.roi_op, 14),
+        mask_roi_pool=_roi_op(settings.roi_op, 14, settings.separable_roi_align),
         mask_head=MaskRCNNHeads(channels, mask_layers, dilation=1),
         mask_predictor=MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], num_classes),
     )

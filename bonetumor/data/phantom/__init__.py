@@ -19,7 +19,33 @@ module                 holds
 :mod:`.draw`           drawing each kind of lesion into an image
 :mod:`.radiograph`     one image from a plan entry (:func:`render`): projection and detector
 :mod:`.write`          LabelMe, sheet and JPEG writing; :func:`generate` (the whole folder)
+:mod:`.plan_v2`        phantom v2's plan (``plan_v2.plan_v2``): site mix, lesion sizes/counts/conspicuity, distractors
+:mod:`.anatomy_v2`     v2's multi-bone regions: hand, foot, pelvis, patella
+:mod:`.lesions_v2`     v2's lesions, drawn at the planned box size, contrast × conspicuity
+:mod:`.distractors`    v2's label-free objects: R/L letters, rulers, markers, burnt-in text
+:mod:`.radiograph_v2`  one v2 image (:func:`render_v2`): region, collimation, lesions, scatter, detector
+:mod:`.realism`        the realism card (phantom beside measured BTXRD facts), the histogram shortcut check
 =====================  ==================================================================================
+
+Phantom v2 (``generate(..., version=2)``)
+-----------------------------------------
+Version 1 (the default, byte-identical to earlier releases) is too easy a proxy: a recipe that fails on real
+radiographs learns it (issue 12). Version 2 is hard where real BTXRD is hard:
+
+* *Anatomy*: BTXRD's sites — femur, tibia, fibula, humerus, radius, ulna, **hand, foot, hip bone** — with
+  chosen proportions (DATASETS.md gives none; see :data:`.plan_v2.SITE_WEIGHTS`), multi-bone regions whose
+  bones overlap (hand: carpals, metacarpals, phalanges; foot; knee with its patella; pelvis), soft tissue,
+  a zoom range 0.55–1.4 × version 1's, collimation (white or black shutters up to 18 % per edge), scatter,
+  wider exposure, noise, window and gamma ranges.
+* *Lesions*: box sizes drawn from a two-piece log-normal fitted to the measured BTXRD percentiles per class
+  (width, height, area as a fraction of the image side, DATASETS.md §4); 1–5 lesions for multiple
+  osteochondromas, 1–2 for malignant, as counted on BTXRD; per-subtype appearance with **conspicuity**
+  (0.1–1, per lesion) scaling every contrast the lesion adds or removes — 1 is version 1's textbook
+  contrast, 0.3 a faint lucency or small exostosis, 0.1 next to invisible.
+* *Distractors* carrying no label: laterality letters (lead or burnt in), rulers, calibration balls, arrows,
+  burnt-in text, drawn from their own generator (``SeedSequence([seed, 3, key])``), which never sees the class.
+* The layout, determinism (byte-identical per seed), planted duplicates and speed (about 1.1 × version 1's)
+  are kept; :func:`.realism.realism_card` compares a dataset's facts with BTXRD's.
 
 How an image is made
 --------------------
@@ -78,9 +104,12 @@ from bonetumor.data.layout import BENIGN_SUBTYPES, MALIGNANT_SUBTYPES, SHEET_COL
 from bonetumor.data.phantom.plan import (CENTRE_COUNTS, DEFAULT_PROPORTIONS, SITE_LIMB, SITE_TEMPLATES,
                                          SITE_WEIGHTS, SUBTYPE_SITES, SUBTYPE_WEIGHTS, TEMPLATE_JOINT, plan)
 from bonetumor.data.phantom.radiograph import CENTRE_STYLE, VIEW_ANGLE, render
-from bonetumor.data.phantom.write import LABELME_VERSION, VERSION, generate, labelme, same_phantom
+from bonetumor.data.phantom.radiograph_v2 import render as render_v2
+from bonetumor.data.phantom.realism import BTXRD_FACTS, histogram_shortcut, realism_card
+from bonetumor.data.phantom.write import LABELME_VERSION, VERSION, VERSIONS, generate, labelme, same_phantom
 
 __all__ = ["generate", "same_phantom", "plan", "render", "labelme", "SHEET_COLUMNS", "SUBTYPES", "BENIGN_SUBTYPES",
            "MALIGNANT_SUBTYPES", "VIEW_COLUMNS", "DEFAULT_PROPORTIONS", "SUBTYPE_WEIGHTS", "CENTRE_COUNTS",
            "SITE_WEIGHTS", "SITE_TEMPLATES", "TEMPLATE_JOINT", "SITE_LIMB", "SUBTYPE_SITES", "VIEW_ANGLE",
-           "CENTRE_STYLE", "VERSION", "LABELME_VERSION"]
+           "CENTRE_STYLE", "VERSION", "LABELME_VERSION", "VERSIONS", "render_v2", "realism_card",
+           "histogram_shortcut", "BTXRD_FACTS"]

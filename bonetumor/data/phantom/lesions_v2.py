@@ -78,7 +78,9 @@ def draw(style: dict, centre, half, conspicuity: float, canvas: Canvas, outward=
     axis to the lesion (exostoses point along it)."""
     win, xw, yw = canvas.window(centre, half)
     u, v = xw - centre[0], yw - centre[1]
-    r = ellipse_r(u, v, 0.0, 0.0, half[0], half[1], style["harm"])
+    bulge = 1.0 + max(0.0, max(sum(a * math.cos(k * t + ph) for k, a, ph in style["harm"])
+                               for t in np.linspace(0, 2 * math.pi, 72)))
+    r = ellipse_r(u, v, 0.0, 0.0, half[0] / bulge, half[1] / bulge, style["harm"])  # box ≈ the planned one
     c = float(conspicuity)
     _DRAW[style["kind"]](style, canvas, win, u, v, r, c, half, outward)
     mask = np.zeros((len(canvas.y), len(canvas.x)), bool)

@@ -4,8 +4,8 @@ and conspicuity are drawn here, at plan level, and distractors (laterality lette
 text) that carry no label.
 
 Lesion box sizes follow the sizes measured on real BTXRD (``shared/DATASETS.md`` §4): per class, a bivariate
-log-normal of (width / image width, height / image height) whose median and 10th–90th percentile spread are
-those measured, and whose correlation makes the area's spread match too. Lesions per image follow §4's counts
+two-piece log-normal of (width / image width, height / image height) whose 10th, 50th and 90th percentiles
+are those measured, and whose correlation makes the area's spread match too. Lesions per image follow §4's counts
 (malignant 1–2; multiple osteochondromas 1–5, other benign subtypes 1).
 
 *Conspicuity* (0–1, per lesion) scales every contrast a lesion adds or removes (lysis depth, sclerotic rim,
@@ -61,13 +61,17 @@ _Z90 = 1.2815515655446004  # the standard normal's 90th percentile
 
 
 def lognormal_size_model(label: str) -> dict:
-    """Median, log-sd of width and height and their correlation, fitted to the BTXRD percentiles of
-    ``label``: log-sd = (ln p90 − ln p10) / (2 · z90); the correlation makes ln(area)'s sd match too."""
+    """A two-piece log-normal per side, fitted to the BTXRD percentiles of ``label``: the median, a log-sd
+    below it, (ln p50 − ln p10) / z90, and one above it, (ln p90 − ln p50) / z90, so the 10th, 50th and 90th
+    percentiles are met exactly; the correlation of the two sides' normal scores makes ln(area)'s spread
+    match (with the mean of the two log-sds per side)."""
     facts = BTXRD_LESION_SIZE[label]
-    sd = {k: (math.log(facts[k][2]) - math.log(facts[k][0])) / (2 * _Z90) for k in facts}
+    lo = {k: (math.log(v[1]) - math.log(v[0])) / _Z90 for k, v in facts.items()}
+    hi = {k: (math.log(v[2]) - math.log(v[1])) / _Z90 for k, v in facts.items()}
+    sd = {k: 0.5 * (lo[k] + hi[k]) for k in facts}
     rho = (sd["area"] ** 2 - sd["width"] ** 2 - sd["height"] ** 2) / (2 * sd["width"] * sd["height"])
-    return {"median_w": facts["width"][1], "median_h": facts["height"][1], "sd_w": sd["width"],
-            "sd_h": sd["height"], "rho": float(np.clip(rho, -0.95, 0.95))}
+    return {"median_w": facts["width"][1], "median_h": facts["height"][1], "sd_w": (lo["width"], hi["width"]),
+            "sd_h": (lo["height"], hi["height"]), "rho": float(np.clip(rho, -0.95, 0.95))}
 
 
 def lesion_sizes(label: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -75,8 +79,8 @@ def lesion_sizes(label: str, n: int, rng: np.random.Generator) -> np.ndarray:
     m = lognormal_size_model(label)
     z = rng.standard_normal((n, 2))
     z_h = m["rho"] * z[:, 0] + math.sqrt(1 - m["rho"] ** 2) * z[:, 1]
-    w = m["median_w"] * np.exp(m["sd_w"] * z[:, 0])
-    h = m["median_h"] * np.exp(m["sd_h"] * z_h)
+    w = m["median_w"] * np.exp(np.where(z[:, 0] < 0, m["sd_w"][0], m["sd_w"][1]) * z[:, 0])
+    h = m["median_h"] * np.exp(np.where(z_h < 0, m["sd_h"][0], m["sd_h"][1]) * z_h)
     return np.clip(np.stack([w, h], axis=1), 0.012, 0.7)
 
 

@@ -318,3 +318,13 @@ def test_a_large_jpeg_is_decoded_as_the_resize_cache_decodes_it(tmp_path):
     expected = torch.from_numpy(np.asarray(cached, dtype=np.float32) / 255.0)
     assert torch.equal(model.inputs[0][0], expected)  # the very pixels training saw
     assert dets[0]["box"] == pytest.approx([64.0, 32.0, 192.0, 96.0])  # ×4 back to the original
+
+
+def test_a_run_trained_on_preprocessed_images_gets_the_pixels_of_the_preprocessing_cache(many, tmp_path):
+    from bonetumor.predict.images import load_for_model, preprocess_as_cached
+    from bonetumor.preprocess.cache import preprocessed_file
+
+    file = many / "img0.png"  # 64 px already: the resize leaves it as it is
+    cached = np.asarray(Image.open(preprocessed_file(file, tmp_path)), dtype=np.float32) / 255
+    item = load_for_model(file, SIZE, preprocess=preprocess_as_cached)
+    np.testing.assert_allclose(item.tensor[0].numpy(), cached, atol=1e-6)

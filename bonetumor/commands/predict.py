@@ -81,6 +81,7 @@ def predict_command(args) -> int:
     from bonetumor.devices import device_for
     from bonetumor.modeling.checkpoints import load_model, read_run_info, resolve_run
     from bonetumor.predict import predict_images
+    from bonetumor.predict.images import preprocess_as_cached
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -93,6 +94,7 @@ def predict_command(args) -> int:
     workers = default_workers(device) if args.workers is None else args.workers
     df = predict_images(model, args.images, args.out, settings.data.image_size, score_threshold=threshold,
                         mask_threshold=settings.evaluate.mask_threshold, device=device, progress=True,
+                        preprocess=preprocess_as_cached if settings.data.preprocess else False,
                         batch_size=args.batch_size, workers=workers, overlays=args.overlays, resume=args.resume)
     ok = df[~df["status"].str.startswith("error")]
     print(f"{ok['file'].nunique()} image(s) processed, {int((ok['status'] == 'ok').sum())} detection(s) at score ≥ "

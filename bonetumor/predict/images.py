@@ -114,6 +114,15 @@ def model_tensor(image, preprocess: bool | Callable = False):
     return torch.from_numpy(np.ascontiguousarray(gray)).clamp(0, 1)[None].expand(3, -1, -1).contiguous()
 
 
+def preprocess_as_cached(gray: np.ndarray) -> np.ndarray:
+    """The paper's Figure 4b preprocessing (:func:`bonetumor.preprocess.preprocess_radiograph`) rounded to
+    8 bits, as :mod:`bonetumor.preprocess.cache` stores it for a run trained with ``data.preprocess``: the
+    input such a run was trained on."""
+    from bonetumor.preprocess import preprocess_radiograph
+
+    return np.round(np.asarray(preprocess_radiograph(gray), dtype=np.float64) * 255) / 255
+
+
 class RadiographFiles:
     """A map-style torch Dataset of image files: item ``i`` is :func:`load_for_model` of ``files[i]``, or a
     :class:`LoadedImage` carrying the ``error`` when the file cannot be read (never an exception)."""

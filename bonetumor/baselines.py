@@ -22,7 +22,7 @@ from bonetumor.io import write_json
 log = logging.getLogger("bonetumor")
 
 #: Bumped when the classifiers' metrics change meaning, so an older metrics file is never reused.
-CLASSIFIER_METRICS_FORMAT = "bonetumor-classifier-metrics/1"
+CLASSIFIER_METRICS_FORMAT = "bonetumor-classifier-metrics/2"
 
 
 def image_size(settings: Settings) -> int:
@@ -87,7 +87,8 @@ def classifier_metrics(settings: Settings, arch: str, prepared: pipeline.Prepare
                        progress=None) -> dict:
     """Test-split metrics of classifier ``arch`` (trained first when needed), saved as
     ``<run>/metrics-test.json`` and reused while the weights, bootstrap and seed are unchanged. Adds
-    ``meta`` (format, run, architecture, initialisation, epochs, best epoch, image size)."""
+    ``per_image`` (image ids and class probabilities, for paired comparisons) and ``meta`` (format, run,
+    architecture, initialisation, epochs, best epoch, image size)."""
     from bonetumor.devices import device_for
     from bonetumor.engine.classifier import load_best, predict_probabilities
     from bonetumor.evaluation import evaluate_image_classifier
@@ -109,6 +110,18 @@ def classifier_metrics(settings: Settings, arch: str, prepared: pipeline.Prepare
     model = load_best(_model(settings, arch, prepared.split("train"), pretrained=False), folder).to(device)
     probabilities = predict_probabilities(model, test_set, device)
     result = evaluate_image_classifier(probabilities, test_set.records, settings.evaluate.bootstrap, settings.seed)
+    result["per_image"] = {"image_id": [int(r["image_id"]) for r in test_set.records],
+                           "probabilities": probabilities.round(6).tolist()}
     result["meta"] = key
     write_json(target, result)
     return result
+
+
+def classifier_image_table(result: dict, prepared: pipeline.Prepared):
+    """The per-image table (:func:`bonetumor.evaluation.classification.classifier_image_table`) of a
+    classifier's saved test result, for paired comparisons with the detector."""
+    from bonetumor.evaluation.classification import classifier_image_table as table
+
+    by_id = {int(r["image_id"]): r for r in prepared.split("test")}
+    records = [by_id[i] for i in result["per_image"]["image_id"]]
+    return table(result["per_image"]["probabilities"], records)

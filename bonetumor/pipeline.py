@@ -90,7 +90,7 @@ def split_records(settings: Settings, records: list[dict], duplicates) -> dict[s
                                    duplicates=duplicates)
     fractions = (settings.data.train_fraction, settings.data.val_fraction, settings.data.test_fraction)
     if settings.data.split_kind == "random":
-        log.warning("split_kind 'random' splits by image: patients and duplicates leak across splits")
+        log.info("split_kind random splits by image: patients and duplicates leak across splits")
         return splits.random_split(records, fractions, seed=settings.seed)
     return splits.grouped_split(records, fractions, seed=settings.seed, duplicates=duplicates)
 

@@ -527,3 +527,27 @@ def test_score_threshold_falls_back_without_both_classes():
     preds = [{"image_id": 1, "height": 32, "width": 32, "boxes": [], "labels": [], "scores": [], "masks": []}]
     chosen = ev.choose_score_threshold(preds, recs, fallback=0.5)
     assert chosen["value"] == 0.5 and "fallback" in chosen["rule"]
+
+
+def test_paired_difference_of_a_model_with_itself_is_exactly_zero_and_a_real_gap_is_seen():
+    import pandas as pd
+
+    from bonetumor.evaluation.bootstrap import paired_difference, unpaired_difference
+
+    def accuracy(t):
+        return {"accuracy": float((t["truth"] == t["pred"]).mean()) if len(t) else float("nan")}
+
+    truth = ["normal", "benign"] * 20
+    a = pd.DataFrame({"image_id": range(40), "patient": [f"p{i // 2}" for i in range(40)], "truth": truth,
+                      "pred": truth})                                     # always right
+    b = a.assign(pred=["normal"] * 40)                                    # right on half the images
+    same = paired_difference(a, a, accuracy, n=200)["accuracy"]
+    assert same["value"] == same["ci_low"] == same["ci_high"] == 0.0
+    gap = paired_difference(a, b, accuracy, n=200)["accuracy"]
+    assert gap["value"] == pytest.approx(0.5) and gap["ci_low"] == gap["ci_high"] == pytest.approx(0.5)
+    # every patient holds one image the second model gets right and one it gets wrong: no resample changes
+    # the gap — while unpaired resampling, blind to that pairing, still cannot move a's perfect score
+    loose = unpaired_difference(a, b, accuracy, n=200)["accuracy"]
+    assert loose["value"] == pytest.approx(0.5) and loose["ci_low"] <= 0.5 <= loose["ci_high"]
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference(a, b.iloc[:10], accuracy)

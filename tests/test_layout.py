@@ -14,7 +14,8 @@ MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 80
 #: Lower layers never import higher ones (data → modeling → engine → evaluation → pipeline → commands).
 LAYERS = {"data": 1, "preprocess": 1, "modeling": 2, "architecture": 2, "engine": 3, "evaluation": 4,
-          "predict": 4, "pipeline": 5, "benchmark": 5, "baselines": 5, "reporting": 6, "paper": 7, "commands": 8, "train": 8, "cli": 9}
+          "predict": 4, "pipeline": 5, "baselines": 5, "ablations": 5, "benchmark": 5, "reporting": 6, "paper": 7,
+          "commands": 8, "train": 8, "cli": 9}
 
 
 def _modules() -> dict[str, Path]:

@@ -9,7 +9,7 @@ import pytest
 from bonetumor import paths
 
 #: Cells tagged ``figure`` exist to show one; each notebook below has at least this many.
-FIGURE_CELLS = {"01_data_collection": 1, "02_preprocessing": 1, "04_training": 1, "06_figures": 5}
+FIGURE_CELLS = {"01_data_collection": 1, "02_preprocessing": 1, "04_training": 1, "06_figures": 5, "07_what_matters": 1}
 
 
 @pytest.fixture(scope="module")

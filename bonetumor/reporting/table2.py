@@ -4,6 +4,8 @@ comparison in the long form Figure 7 draws."""
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -22,7 +24,10 @@ def paper_rows() -> pd.DataFrame:
     return pd.read_csv(PAPER_TABLE2)
 
 
-def measured_rows(metrics: pd.DataFrame, tag: str) -> pd.DataFrame:
+DETECTOR = "VGG-19 Mask R-CNN (this project)"
+
+
+def measured_rows(metrics: pd.DataFrame, tag: str, method: str = DETECTOR, source: str = "measured here") -> pd.DataFrame:
     """Rows measured here from a long metrics table (``task, metric, value, ci_low, ci_high``; fractions),
     one per classification task, as "value [low, high]" percent strings plus numeric columns."""
     rows = []
@@ -30,7 +35,7 @@ def measured_rows(metrics: pd.DataFrame, tag: str) -> pd.DataFrame:
         part = _task_metrics(metrics, task)
         if part.empty:
             continue
-        row = {"method": "VGG-19 Mask R-CNN (this project)", "task": label, "source": f"measured here: {tag}"}
+        row = {"method": method, "task": label, "source": f"{source}: {tag}"}
         for metric in METRICS:
             value, low, high = _percent(part, metric)
             row[metric] = round(value, 2)
@@ -65,14 +70,19 @@ def figure7_rows(metrics: pd.DataFrame, synthetic: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table2(metrics: pd.DataFrame, tag: str) -> pd.DataFrame:
-    """The full comparison: measured rows first, then the paper's rows marked "as reported"."""
+def table2(metrics: pd.DataFrame, tag: str, comparators: Mapping[str, tuple[pd.DataFrame, str]] | None = None
+           ) -> pd.DataFrame:
+    """The full comparison: the detector's measured rows first, then the comparators re-measured on the same
+    split (``{method: (long metrics table, tag)}``, marked "measured here, same split"), then the paper's
+    rows marked "as reported"."""
     paper = paper_rows()
     paper = paper.assign(method=paper["method"] + " " + paper["reference"].where(paper["reference"] != "this paper", ""),
                          task="as reported in the paper (task and data not stated per row)",
                          source="as reported (paper, Table 2)")
     paper["method"] = paper["method"].str.strip()
-    measured = measured_rows(metrics, tag)
+    measured = pd.concat([measured_rows(metrics, tag)] + [
+        measured_rows(m, t, method=name, source="measured here, same split") for name, (m, t) in
+        (comparators or {}).items()], ignore_index=True)
     columns = ["method", "task", "source", *METRICS, *(f"{m}_ci" for m in METRICS), "traced", "cited_work_reports"]
     table = pd.concat([measured, paper], ignore_index=True).reindex(columns=columns)
     return table.rename(columns={"accuracy": "accuracy (%)", "precision": "precision (%)", "recall": "recall (%)",

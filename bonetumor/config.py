@@ -28,6 +28,9 @@ class DataSettings(_Strict):
     #: BTXRD folder (source ``btxrd``); for the phantom, where it is written (default ``data/phantom-<profile>``).
     path: Path | None = None
     phantom_images: int = Field(200, ge=4)
+    #: 1: idealised long bones, conspicuous lesions; 2: BTXRD's site mix (hands, feet, pelvis), overlapping
+    #: bones, distractors, lesion sizes as measured on BTXRD, explicit conspicuity (:mod:`bonetumor.data.phantom`).
+    phantom_version: Literal[1, 2] = 1
     #: Longest side, in pixels, of the phantom radiographs as written to disk.
     phantom_size: int = Field(512, ge=64)
     #: Longest side, in pixels, of the images the model sees (originals resized once and cached).
@@ -100,7 +103,7 @@ class TrainSettings(_Strict):
 
 #: Settings added after runs were already named by their fingerprint: left out of it while at their default.
 _FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align"), "train": ("cpu_bf16",),
-                                   "data": ("preprocess",)}
+                                   "data": ("preprocess", "phantom_version")}
 
 
 class EvalSettings(_Strict):
@@ -191,7 +194,9 @@ class Settings(_Strict):
             return Path(self.data.path).expanduser().resolve()
         if self.data.source == "btxrd":
             raise ValueError("data.source is 'btxrd' but no data.path was given (make paper DATA=/path/to/BTXRD)")
-        return paths.DATA / f"phantom-{self.profile}-{self.data.phantom_images}-{self.data.phantom_size}px-seed{self.seed}"
+        version = "" if self.data.phantom_version == 1 else f"-v{self.data.phantom_version}"
+        return paths.DATA / (f"phantom-{self.profile}-{self.data.phantom_images}-{self.data.phantom_size}px-"
+                             f"seed{self.seed}{version}")
 
     def training_fingerprint(self) -> str:
         """Short hash of the settings that decide what a training run learns (not the worker count, the

@@ -57,7 +57,7 @@ def ensure_dataset(settings: Settings, progress: bool = True) -> Path:
         from bonetumor.data import phantom
 
         phantom.generate(root, n_images=settings.data.phantom_images, seed=settings.seed,
-                         size=settings.data.phantom_size, progress=progress)
+                         size=settings.data.phantom_size, progress=progress, version=settings.data.phantom_version)
     return root
 
 

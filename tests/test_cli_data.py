@@ -63,14 +63,14 @@ def test_clinical_calls_load_clinical(tmp_path, capsys, monkeypatch):
 def test_phantom_calls_generate_and_reads_the_result(tmp_path, capsys, monkeypatch):
     calls = []
 
-    def generate(out, n_images, seed, size, **kwargs):
-        calls.append((out, n_images, seed, size))
+    def generate(out, n_images, seed, size, version=1, **kwargs):
+        calls.append((out, n_images, seed, size, version))
         make_dataset(tmp_path, items=CLEAN[:3])  # a stand-in for the phantom: a BTXRD layout under out
 
     monkeypatch.setattr("bonetumor.data.phantom.generate", generate)
     out_dir = str(tmp_path / "BTXRD")
-    assert cli.main(["data", "phantom", out_dir, "--images", "3", "--seed", "7", "--size", "96"]) == 0
-    assert calls == [(tmp_path / "BTXRD", 3, 7, 96)]
+    assert cli.main(["data", "phantom", out_dir, "--images", "3", "--seed", "7", "--size", "96", "--version", "2"]) == 0
+    assert calls == [(tmp_path / "BTXRD", 3, 7, 96, 2)]
     assert "3 images (normal 1, benign 1, malignant 1), 2 lesions" in capsys.readouterr().out
 
 

@@ -2,7 +2,7 @@
 
     bonetumor data summary PATH [--json] [--strict]      a BTXRD-layout folder (or its parent)
     bonetumor data clinical CSV [--json]                  the Kaggle clinical CSV the paper names
-    bonetumor data phantom OUT --images N --seed S --size PX
+    bonetumor data phantom OUT --images N --seed S --size PX [--version 2]
     bonetumor data download btxrd [--dest DIR] [--url URL] [--md5 MD5]
 """
 
@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=512, help="longest image side in pixels (default 512)")
+    p.add_argument("--version", type=int, choices=(1, 2), default=1,
+                   help="1: idealised long bones (default); 2: BTXRD's site mix, overlapping bones, distractors, "
+                        "lesion sizes as measured on BTXRD, subtle lesions")
     p.add_argument("--force", action="store_true",
                    help="replace an earlier phantom of other settings in OUT (a folder that holds no phantom "
                         "is never replaced)")
@@ -96,7 +99,7 @@ def _phantom(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be positive, not {getattr(args, name)}")
     out = Path(args.out)
-    if phantom.same_phantom(out, n_images=args.images, seed=args.seed, size=args.size):
+    if phantom.same_phantom(out, n_images=args.images, seed=args.seed, size=args.size, version=args.version):
         verb = "already holds"
     else:
         if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
@@ -105,7 +108,8 @@ def _phantom(args: argparse.Namespace) -> int:
                                   + ("holds a phantom of other settings; pass --force to replace it, or choose "
                                      "another folder" if earlier else
                                      "is not an empty folder; choose another folder (it is never replaced)"))
-        phantom.generate(out, n_images=args.images, seed=args.seed, size=args.size, overwrite=args.force)
+        phantom.generate(out, n_images=args.images, seed=args.seed, size=args.size, overwrite=args.force,
+                         version=args.version)
         verb = "wrote"
     records, problems = btxrd.read_dataset(args.out)
     info = btxrd.summary(records, problems)

@@ -21,8 +21,8 @@ The rules under DDP (also in the README, "Training on several GPUs or machines")
 * **BatchNorm** (``vgg19_bn``): SyncBatchNorm on CUDA (``convert_sync_batchnorm``), so every layer
   normalises with the statistics of the global batch. On CPU torch refuses SyncBatchNorm ("SyncBatchNorm
   expected input tensor to be on GPU"; checked with torch 2.x), so BatchNorm stays per process: each
-  normalises with the statistics of its own batch, and DDP's ``broadcast_buffers`` copies rank 0's running
-  statistics to every process before each forward pass. ``vgg19`` has no BatchNorm.
+  normalises with the statistics of its own batch, and DDP's buffer synchronisation (``broadcast_buffers``,
+  on by default) copies rank 0's running statistics to every process before each forward pass. ``vgg19`` has no BatchNorm.
 * **Randomness**: the model is built from ``seed`` in every process (and DDP broadcasts rank 0's weights
   anyway); then, at each epoch, every process reseeds its generators from the seed, the epoch and its rank
   (:func:`seed_epoch`): augmentation and RPN/RoI sampling differ between processes, as they would for
@@ -170,8 +170,8 @@ def wrap_model(model: nn.Module, world: World, device: torch.device, backbone: s
         return model
     if backbone == "vgg19_bn" and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                   broadcast_buffers=True)
+    # DDP's default buffer synchronisation stays on: rank 0's BatchNorm running statistics before every forward
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

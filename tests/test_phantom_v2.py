@@ -153,3 +153,16 @@ def test_realism_card_sets_phantom_beside_btxrd(v2):
     assert card.loc["images", "phantom v2"] == 24
     assert math.isnan(card.loc["site share: hand", "BTXRD"])  # not measured: left empty, not guessed
     assert card.loc["lesions", "phantom v2"] == sum(len(r["lesions"]) for r in records)
+
+
+def test_histogram_shortcut_is_undefined_on_too_few_patients():
+    import math
+
+    import numpy as np
+
+    from bonetumor.data.phantom.realism import histogram_shortcut
+
+    images = [np.full((8, 8), 10 * i, dtype=np.uint8) for i in range(8)]
+    labels = ["normal", "benign", "malignant", "normal", "benign", "malignant", "normal", "benign"]
+    result = histogram_shortcut(images, labels, [i // 2 for i in range(8)])  # 4 patients: 5 folds impossible
+    assert math.isnan(result["tumour vs normal"]) and math.isnan(result["malignant vs benign"])

@@ -10,6 +10,7 @@ phantom v1, phantom v2 or real BTXRD read from disk.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from typing import Iterable, Sequence
 
@@ -94,7 +95,8 @@ def realism_card(datasets: dict[str, Sequence[dict]]):
 def histogram_shortcut(images: Iterable[np.ndarray], labels: Sequence[str], groups: Sequence) -> dict[str, float]:
     """Cross-validated balanced accuracy of a logistic regression on each image's 32-bin grey-level
     histogram, tumour vs normal and malignant vs benign (views of a patient, ``groups``, kept together).
-    Chance is 0.5: a phantom whose values are well above it leaks the class through global intensity."""
+    Chance is 0.5: a phantom whose values are well above it leaks the class through global intensity. NaN
+    for a task with fewer than 5 patients, or 5 images of a class, to cross-validate on."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -104,9 +106,15 @@ def histogram_shortcut(images: Iterable[np.ndarray], labels: Sequence[str], grou
     labels, groups = np.asarray(labels), np.asarray(groups)
 
     def balanced_accuracy(rows, y):
+        folds = 5
+        if len(np.unique(groups[rows])) < folds or min(np.sum(y), np.sum(~y)) < folds:
+            return math.nan  # too few patients or images of a class for 5-fold cross-validation
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
-        cv = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
-        return float(cross_val_score(clf, X[rows], y, groups=groups[rows], cv=cv, scoring="balanced_accuracy").mean())
+        cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=0)
+        with warnings.catch_warnings():  # a fold short of one class: sklearn warns, the mean stays defined
+            warnings.simplefilter("ignore", UserWarning)
+            return float(cross_val_score(clf, X[rows], y, groups=groups[rows], cv=cv,
+                                         scoring="balanced_accuracy").mean())
 
     tumour = labels != "normal"
     return {"tumour vs normal": balanced_accuracy(np.ones(len(labels), bool), tumour),

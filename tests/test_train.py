@@ -141,6 +141,8 @@ def test_run_writes_history_checkpoints_and_run_json(reference):
     assert info["status"] == "complete" and info["epochs_done"] == 3
     assert info["normalisation"] == {"mean": MEAN * 3, "std": STD * 3}
     assert info["init"] == "random" and info["deterministic"] is True
+    # one process (no torchrun): no process group, the profile's batch and learning rate as they are
+    assert (info["world_size"], info["global_batch_size"], info["lr_applied"]) == (1, 2, 0.01)
     assert info["best"]["metric"] == "val_loss_total"
     best_epoch = int(history["val_loss_total"].idxmin()) + 1
     assert info["best"]["epoch"] == summary["best_epoch"] == best_epoch

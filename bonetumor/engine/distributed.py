@@ -22,7 +22,8 @@ The rules under DDP (also in the README, "Training on several GPUs or machines")
   normalises with the statistics of the global batch. On CPU torch refuses SyncBatchNorm ("SyncBatchNorm
   expected input tensor to be on GPU"; checked with torch 2.x), so BatchNorm stays per process: each
   normalises with the statistics of its own batch, and DDP's buffer synchronisation (``broadcast_buffers``,
-  on by default) copies rank 0's running statistics to every process before each forward pass. ``vgg19`` has no BatchNorm.
+  on by default) copies rank 0's running statistics to every process before each forward pass. ``vgg19``
+  has no BatchNorm.
 * **Randomness**: the model is built from ``seed`` in every process (and DDP broadcasts rank 0's weights
   anyway); then, at each epoch, every process reseeds its generators from the seed, the epoch and its rank
   (:func:`seed_epoch`): augmentation and RPN/RoI sampling differ between processes, as they would for

@@ -33,7 +33,7 @@ def _sync(device: torch.device) -> None:
 
 class _PeakMemory:
     """Peak memory of one measurement, MiB: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
-    process's resident set, sampled every 10 ms by a thread (psutil), or the process's lifetime peak
+    process's resident set, sampled every 50 ms by a thread (psutil), or the process's lifetime peak
     (``resource.getrusage``) when psutil is not installed."""
 
     def __init__(self, device: torch.device):
@@ -50,7 +50,7 @@ class _PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
 
     def _poll(self) -> None:
-        while not self._stop.wait(0.01):
+        while not self._stop.wait(0.05):
             self.peak = max(self.peak, self._rss())
 
     def __enter__(self):

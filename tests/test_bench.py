@@ -111,8 +111,9 @@ def test_bench_runs_and_reports(tmp_path, capsys):
     assert result["settings"]["separable_roi_align"] and result["settings"]["profile"] == "smoke"
     res = result["results"]
     for case, measures in (("stock", 3), ("project", 3), ("bound", 1)):
-        assert len(res[case]) == measures + 1 and res[case]["peak_memory_mib"] > 0
-        assert all(stats["median"] > 0 for key, stats in res[case].items() if key != "peak_memory_mib")
+        assert len(res[case]) == measures + 2 and res[case]["peak_memory_mib"] > 0
+        assert 0 <= res[case]["memory_increase_mib"] <= res[case]["peak_memory_mib"]
+        assert all(stats["median"] > 0 for key, stats in res[case].items() if not key.endswith("_mib"))
     ratio = result["ratios"]["train_project_over_stock"]["median_of_medians"]
     assert ratio == pytest.approx(res["project"]["train_images_per_s"]["median"]
                                   / res["stock"]["train_images_per_s"]["median"])

@@ -32,12 +32,14 @@ def _sync(device: torch.device) -> None:
 
 
 class _PeakMemory:
-    """Peak memory of one measurement, MiB: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
+    """Peak memory of one measurement, MiB, and its rise over the memory at the start (``start``; on the CPU
+    a lower bound, since the allocator reuses what earlier cases freed): ``torch.cuda.max_memory_allocated``
+    on CUDA; on CPU the
     process's resident set, sampled every 50 ms by a thread (psutil), or the process's lifetime peak
     (``resource.getrusage``) when psutil is not installed."""
 
     def __init__(self, device: torch.device):
-        self.device, self.peak, self._stop = device, 0.0, threading.Event()
+        self.device, self.peak, self.start, self._stop = device, 0.0, 0.0, threading.Event()
         try:
             import psutil
             self._process = psutil.Process()
@@ -56,8 +58,9 @@ class _PeakMemory:
     def __enter__(self):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device) / 2**20
             return self
-        self.peak = self._rss()
+        self.peak = self.start = self._rss()
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -183,17 +186,20 @@ def benchmark(settings: Settings, device: str | torch.device = "cpu", repeats: i
         for _ in range(warmup):
             fn()
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
-    peaks = dict.fromkeys(cases, 0.0)
+    peaks, increases = dict.fromkeys(cases, 0.0), dict.fromkeys(cases, 0.0)
     keys = list(cases)
     for r in range(repeats):
         for key in keys[r % len(keys):] + keys[:r % len(keys)]:
             images, seconds = _time(cases[key], device, memory[key])
             samples[key].append(seconds * 1000 / images if key[1] == INFER_1 else images / seconds)
             peaks[key] = max(peaks[key], memory[key].peak)
+            increases[key] = max(increases[key], memory[key].peak - memory[key].start)
     results: dict[str, dict] = {}
     for (model, measure), values in samples.items():
         results.setdefault(model, {})[measure] = spread(values)
         results[model]["peak_memory_mib"] = max(results[model].get("peak_memory_mib", 0.0), peaks[(model, measure)])
+        results[model]["memory_increase_mib"] = max(results[model].get("memory_increase_mib", 0.0),
+                                                    increases[(model, measure)])
     return {"environment": environment(device), "settings": _described(settings, repeats, warmup, iters,
                                                                         infer_batch, lesions, seed, device),
             "results": results, "ratios": _ratios(samples)}

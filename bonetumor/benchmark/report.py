@@ -12,7 +12,7 @@ LABELS = {"stock": "(a) stock torchvision composition", "project": "(b) this pro
           "bound": "(c) bound: backbone forward+backward", "loader": "DataLoader alone"}
 UNITS = {"train_images_per_s": "train images/s", "infer_ms_per_image_b1": "inference ms/image, batch 1",
          "infer_images_per_s_bN": "inference images/s, batch {n}", "images_per_s": "images/s"}
-COLUMNS = ("case", "measure", "median", "q1", "q3", "min", "max", "peak_memory_mib")
+COLUMNS = ("case", "measure", "median", "q1", "q3", "min", "max", "peak_memory_mib", "memory_increase_mib")
 
 
 def rows(result: dict) -> list[dict]:
@@ -22,15 +22,17 @@ def rows(result: dict) -> list[dict]:
     for case in ("stock", "project", "bound"):
         measures = result["results"].get(case, {})
         for measure, stats in measures.items():
-            if measure == "peak_memory_mib":
+            if measure.endswith("_mib"):
                 continue
             out.append({"case": LABELS[case], "measure": UNITS[measure].format(n=n),
                         **{k: round(stats[k], 3) for k in ("median", "q1", "q3", "min", "max")},
-                        "peak_memory_mib": round(measures["peak_memory_mib"], 1)})
+                        "peak_memory_mib": round(measures["peak_memory_mib"], 1),
+                        "memory_increase_mib": round(measures["memory_increase_mib"], 1)})
     if result.get("loader"):
         stats = result["loader"]["images_per_s"]
         out.append({"case": LABELS["loader"], "measure": f"images/s, {result['loader']['num_workers']} workers",
-                    **{k: round(stats[k], 3) for k in ("median", "q1", "q3", "min", "max")}, "peak_memory_mib": None})
+                    **{k: round(stats[k], 3) for k in ("median", "q1", "q3", "min", "max")}, "peak_memory_mib": None,
+                    "memory_increase_mib": None})
     return out
 
 
@@ -72,7 +74,8 @@ def format_text(result: dict) -> str:
     lines = _header(result) + [""]
     width = max(len(r["case"]) for r in rows(result))
     for r in rows(result):
-        memory = "" if r["peak_memory_mib"] is None else f"   peak {r['peak_memory_mib']:.0f} MiB"
+        memory = ("" if r["peak_memory_mib"] is None else
+                  f"   peak {r['peak_memory_mib']:.0f} MiB (+{r['memory_increase_mib']:.0f})")
         lines.append(f"{r['case']:<{width}}  {r['measure']:<30} {r['median']:>9.2f}  [{r['min']:.2f}, {r['max']:.2f}]"
                      f"{memory}")
     return "\n".join(lines + [""] + ratio_lines(result)) + "\n"

@@ -17,7 +17,7 @@ times them (warm-up excluded, repetitions interleaved so that a noisy machine sl
 
 from bonetumor.benchmark.measure import benchmark, loader_rate
 from bonetumor.benchmark.report import format_text, rows, write_tables
-from bonetumor.benchmark.workload import FAST_PATH, stock_model, synthetic_batch
+from bonetumor.benchmark.workload import fast_path, stock_model, synthetic_batch
 
-__all__ = ["FAST_PATH", "benchmark", "format_text", "loader_rate", "rows", "stock_model", "synthetic_batch",
+__all__ = ["benchmark", "fast_path", "format_text", "loader_rate", "rows", "stock_model", "synthetic_batch",
            "write_tables"]

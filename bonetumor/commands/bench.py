@@ -18,8 +18,8 @@ def register(subparsers) -> None:
                                           "are noisy: compare ratios, not absolute numbers.")
     _add_settings_options(p)
     p.add_argument("--fast", action="store_true",
-                   help="lay the project's speed settings over the profile (model.channels_last, "
-                        "model.separable_roi_align, train.cpu_bf16)")
+                   help="lay the project's speed settings over the profile (model.separable_roi_align, "
+                        "train.cpu_bf16; model.channels_last on CUDA)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the physical cores on CPU, torch's default on CUDA)")
@@ -60,8 +60,8 @@ def bench_command(args) -> int:
     from bonetumor import benchmark
     from bonetumor.devices import device_for
 
-    settings = _settings(args, benchmark.FAST_PATH if args.fast else None)
     device = device_for(args.device)
+    settings = _settings(args, benchmark.fast_path(device) if args.fast else None)
     torch.set_num_threads(_threads(args.threads, device))
     result = benchmark.benchmark(settings, device, repeats=args.repeats, warmup=args.warmup, iters=args.iters,
                                  infer_batch=args.infer_batch, lesions=args.lesions, seed=settings.seed)

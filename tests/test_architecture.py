@@ -110,6 +110,11 @@ def test_imagenet_weights_are_loaded_when_available(monkeypatch):
     assert model.init == "imagenet"
     assert torch.equal(model.backbone.body[0].weight, reference["features.0.weight"])
     assert model.normalisation["source"] == "imagenet"
+    # the training images' grey statistics never replace what the ImageNet weights expect (issue 12)
+    given = build_model(settings, image_size=128, image_mean=[0.3], image_std=[0.2])
+    assert given.normalisation == {"source": "imagenet", "mean": list(vgg_maskrcnn.IMAGENET_MEAN),
+                                   "std": list(vgg_maskrcnn.IMAGENET_STD)}
+    assert given.transform.image_mean == list(vgg_maskrcnn.IMAGENET_MEAN)
 
 
 def test_normalisation_is_explicit():

@@ -38,7 +38,7 @@ from bonetumor.engine.resume import checkpoint_to_resume, kept_normalisation, re
 from bonetumor.engine.schedule import make_optimizer, make_scheduler
 from bonetumor.engine.validation import VAL_SEED_OFFSET, validate
 from bonetumor.modeling.checkpoints import WEIGHTS_FORMAT, checkpoint_state, save_checkpoint, save_safetensors
-from bonetumor.modeling.vgg_maskrcnn import LOSS_TERMS, build_model
+from bonetumor.modeling.vgg_maskrcnn import LOSS_TERMS, autocast_wanted, build_model
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _start_session(settings: Settings, paths: dict[str, Path], device: torch.dev
     model.to(device)
     trained = distributed.wrap_model(model, world, device, settings.model.backbone)
     model = distributed.unwrap(trained)
-    amp = bool(settings.train.amp and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    amp = autocast_wanted(settings, device)
     loader_generator = torch.Generator().manual_seed(settings.seed)
     train_loader = make_loader(train_dataset, settings.train.batch_size, True, settings.train.num_workers,
                                device, loader_generator, distributed.training_sampler(train_dataset, world,

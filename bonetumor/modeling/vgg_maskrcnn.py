@@ -245,9 +245,11 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
     """Mask R-CNN on VGG-19 with ``len(CLASSES) == 3`` outputs (equations 5–13, see the module docstring).
 
     ``image_size`` is the longest side of the (already resized) images; the model's own transform is set not
-    to resize them again. ``image_mean``/``image_std`` normalise the 3-channel radiographs: pass the
-    training images' grey-level statistics; when omitted, ImageNet's are used if ImageNet weights were
-    loaded (they expect them), else :data:`NEUTRAL_MEAN`/:data:`NEUTRAL_STD`. The choice is stored on the
+    to resize them again. ``image_mean``/``image_std`` normalise the 3-channel radiographs (grey replicated)
+    of a randomly initialised model: pass the training images' grey-level statistics; when omitted,
+    :data:`NEUTRAL_MEAN`/:data:`NEUTRAL_STD`. When ImageNet weights were loaded, ImageNet's statistics
+    (:data:`IMAGENET_MEAN`/:data:`IMAGENET_STD`) are used instead, given ones or not: they are what the
+    weights expect. The choice is stored on the
     model as ``model.normalisation``; ``model.init`` says ``"imagenet"`` or ``"random"``.
     """
     features, init = vgg19_features(settings.width, settings.backbone == "vgg19_bn", settings.pretrained)
@@ -259,7 +261,11 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
     representation = scaled(1024, settings.width, minimum=64)
     mask_layers = tuple(scaled(256, settings.width) for _ in range(4))
 
-    if image_mean is None or image_std is None:
+    if init == "imagenet":
+        # the ImageNet weights expect ImageNet's per-channel statistics on RGB input: the grey radiograph is
+        # replicated to 3 channels and normalised as those weights were trained, whatever statistics are given
+        source, image_mean, image_std = "imagenet", IMAGENET_MEAN, IMAGENET_STD
+    elif image_mean is None or image_std is None:
         source = "imagenet" if init == "imagenet" else "neutral"
         image_mean, image_std = (IMAGENET_MEAN, IMAGENET_STD) if init == "imagenet" else (NEUTRAL_MEAN, NEUTRAL_STD)
     else:

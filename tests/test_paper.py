@@ -193,3 +193,15 @@ def test_the_cell_timeout_scales_with_the_data_so_a_data_size_never_makes_it_cer
         (root / "images" / f"IMG{i:06d}.jpeg").write_bytes(b"")
     btxrd_timeout, why = cell_timeout(config.load("quick", data=str(root)))
     assert "3746 images" in why and btxrd_timeout > 24 * 200 * 3
+
+
+def test_make_paper_clears_its_own_outputs_but_keeps_the_benchmark(tmp_path):
+    from bonetumor.paper import _clear_outputs
+
+    for sub, name in (("tables", "benchmark.csv"), ("tables", "benchmark.md"), ("tables", "data_card.csv"),
+                      ("figures", "figure4_detection.png"), ("notebooks", "01_data_collection.ipynb")):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        (tmp_path / sub / name).write_text("x")
+    _clear_outputs(tmp_path)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == ["tables/benchmark.csv", "tables/benchmark.md"]

@@ -14,6 +14,8 @@ Names are imported lazily from their submodules on first use, so that importing 
 ``engine.run_files``      the files of a run folder: ``run.json``, ``history.csv``
 ``engine.trainer``        ``train``
 ``engine.inference``      ``predict``, ``run_model``, ``inference_mode``: the one inference path
+``engine.distributed``    DistributedDataParallel under torchrun (process group, sampler, rank 0 writes)
+``engine.classifier``     ``train_classifier``, ``predict_probabilities``: Table 2's comparators
 ========================  ===============================================================
 """
 

@@ -77,17 +77,27 @@ def add_tubular(x, y, bone: TubularBone, into, tex, mu) -> None:
         into[win] += bone.attenuation(u, v, tex[win], mu["c"], mu["t"], mu["marrow"])[0]
 
 
-def add_ellipsoid(x, y, centre, half_axes, rot, into, tex, mu, cortex=0.12, depth=None) -> None:
-    """Add an ellipsoid bone (carpal, tarsal, patella, femoral head) with a thin cortical shell."""
+def _elliptic_radius(x, y, centre, half_axes, rot):
+    """``(window, r)`` around an ellipse (half axes ``a, b``, turned by ``rot``): ``r`` is 1 on its outline,
+    0 at its centre; ``None`` when the ellipse lies outside the image."""
     a, b = half_axes
     ext = max(a, b) + 2.0
     got = _grid(x, y, (centre[0] - ext, centre[0] + ext, centre[1] - ext, centre[1] + ext))
     if got is None:
-        return
+        return None
     win, xw, yw = got
     c, s = math.cos(rot), math.sin(rot)
     du, dv = (xw - centre[0]) * c + (yw - centre[1]) * s, -(xw - centre[0]) * s + (yw - centre[1]) * c
-    rr = np.sqrt((du / a) ** 2 + (dv / b) ** 2)
+    return win, np.sqrt((du / a) ** 2 + (dv / b) ** 2)
+
+
+def add_ellipsoid(x, y, centre, half_axes, rot, into, tex, mu, cortex=0.12, depth=None) -> None:
+    """Add an ellipsoid bone (carpal, tarsal, patella, femoral head) with a thin cortical shell."""
+    a, b = half_axes
+    got = _elliptic_radius(x, y, centre, half_axes, rot)
+    if got is None:
+        return
+    win, rr = got
     d = 0.5 * min(a, b) if depth is None else depth
     outer, inner = chord(1.0, rr) * d, chord(1.0 - cortex, rr) * d
     into[win] += mu["c"] * 0.6 * (outer - inner) + mu["t"] * inner * tex[win]
@@ -206,15 +216,10 @@ def pelvis_region(x, y, tex, mu, width: float, centre, tilt: float, physis: bool
 
 def _plate(x, y, centre, half_axes, rot, thick, into, tex, mu) -> None:
     """A flat bone (iliac wing, sacrum): a plate of cancellous bone with a dense rim."""
-    a, b = half_axes
-    ext = max(a, b) + 2.0
-    got = _grid(x, y, (centre[0] - ext, centre[0] + ext, centre[1] - ext, centre[1] + ext))
+    got = _elliptic_radius(x, y, centre, half_axes, rot)
     if got is None:
         return
-    win, xw, yw = got
-    c, s = math.cos(rot), math.sin(rot)
-    du, dv = (xw - centre[0]) * c + (yw - centre[1]) * s, -(xw - centre[0]) * s + (yw - centre[1]) * c
-    r = np.sqrt((du / a) ** 2 + (dv / b) ** 2)
+    win, r = got
     inside = np.clip((1.0 - r) / 0.04, 0, 1)
     into[win] += thick * inside * (mu["t"] * 0.7 * tex[win]) + mu["c"] * 0.25 * thick * np.exp(-((r - 0.97) / 0.04) ** 2)
 

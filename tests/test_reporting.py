@@ -248,6 +248,10 @@ def test_readme_orders_sections_and_links_every_file(tmp_path):
     assert "*Figure 6 caption* [PDF](figures/figure6_training.pdf)" in text
     assert "[CSV](tables/table2_comparison.csv) · [LaTeX](tables/table2_comparison.tex)" in text
     assert "Table 2 caption" in text
+    # a table written without LaTeX (bonetumor bench's) links only what exists
+    (reports / "tables" / "zz_extra.tex").unlink()
+    text = summary.write_readme(reports).read_text()
+    assert "[CSV](tables/zz_extra.csv)\n" in text and "zz_extra.tex" not in text
 
 
 def test_readme_without_provenance_or_results(tmp_path):

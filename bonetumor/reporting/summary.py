@@ -15,6 +15,11 @@ SECTIONS = [
     ("table2_comparison", "Table 2 — comparative analysis (measured here vs as reported)"),
     ("metrics_detail", "All metrics measured here"),
     ("centre_holdout", "Centre hold-out — trained on centre 1, tested on the other centres"),
+    ("comparators", "Table 2's comparators re-measured on the same split (notebook 07)"),
+    ("detector_vs_best_classifier", "Detector − best comparator, paired bootstrap"),
+    ("forest_what_matters", "What matters: every method and ablation with its interval"),
+    ("realism_card", "Realism card — this data beside real BTXRD"),
+    ("benchmark", "Benchmark — stock torchvision vs this project vs the backbone bound (bonetumor bench)"),
     ("figure4_detection", "Figure 4 — detection and segmentation"),
     ("figure5_classification", "Figure 5 — classification examples"),
     ("figure6_training", "Figure 6 — training losses and validation mask MSE"),
@@ -63,8 +68,9 @@ def write_readme(reports: Path) -> Path:
         done.add(stem)
         lines += [f"## {heading}", ""]
         if stem in tables:
-            lines += [tables[stem].read_text().strip(), "",
-                      f"[CSV](tables/{stem}.csv) · [LaTeX](tables/{stem}.tex)", ""]
+            links = [f"[{label}](tables/{stem}.{ext})" for label, ext in (("CSV", "csv"), ("LaTeX", "tex"))
+                     if (reports / "tables" / f"{stem}.{ext}").is_file()]
+            lines += [tables[stem].read_text().strip(), "", " · ".join(links), ""]
         if stem in figures:
             caption_file = figures[stem].with_suffix(".txt")
             caption = caption_file.read_text().strip() if caption_file.is_file() else ""

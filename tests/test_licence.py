@@ -12,7 +12,7 @@ import pytest
 from bonetumor.paper import IMAGE_MIMES, IMAGE_WITHHELD, publishable
 
 #: Figures that show no radiograph (loss curves, bar charts): the only ones a BTXRD run may write.
-FIGURES_WITHOUT_RADIOGRAPHS = {"figure6_training", "figure7_comparison"}
+FIGURES_WITHOUT_RADIOGRAPHS = {"figure6_training", "figure7_comparison", "forest_what_matters"}
 
 
 def test_publishing_withholds_every_picture_when_asked():

@@ -116,11 +116,12 @@ def normalisation(records: list[dict]) -> tuple[list[float], list[float]]:
     return [stats["mean"]], [stats["std"]]
 
 
-def training_data(settings: Settings, prepared: Prepared | None = None):
-    """``(train_dataset, val_dataset or None, image_mean, image_std)`` for :func:`bonetumor.engine.train`."""
+def training_data(settings: Settings, prepared: Prepared | None = None, progress: bool = True):
+    """``(train_dataset, val_dataset or None, image_mean, image_std)`` for :func:`bonetumor.engine.train`;
+    ``progress``: bars while the data is written, resized or preprocessed (none for ``--no-progress``)."""
     from bonetumor.data.dataset import BoneTumourDataset
 
-    prepared = prepared or prepare(settings)
+    prepared = prepared or prepare(settings, progress=progress)
     train_records, val_records = prepared.splits["train"], prepared.splits["val"]
     if not train_records:
         raise ValueError(f"the training split of {prepared.root} is empty")

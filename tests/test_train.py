@@ -369,7 +369,8 @@ def test_device_for():
 def test_cli_train(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def training_data(settings):
+    def training_data(settings, progress=True):
+        assert progress is False  # --no-progress: no bars while the data is written either
         calls.append(settings)
         return Ellipses(4), Ellipses(2, seed=1), MEAN, STD
 

@@ -113,7 +113,7 @@ def train_command(args) -> int:
             print(f"training: {settings.tag()} -> {out}" + (f" ({world.size} processes)" if world.distributed
                                                             else ""), flush=True)
         with distributed.main_first(world):  # rank 0 writes the phantom and the cache, the others read them
-            train_set, val_set, mean, std = pipeline.training_data(settings)
+            train_set, val_set, mean, std = pipeline.training_data(settings, progress=args.progress is not False)
         try:
             summary = train(settings, train_set, val_set, out, mean, std, resume=args.resume, device=args.device,
                             progress=args.progress, val_metrics_fn=pipeline.validation_metrics(settings))

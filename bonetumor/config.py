@@ -73,6 +73,10 @@ class ModelSettings(_Strict):
     #: IoU from which an anchor counts as a lesion for the RPN (torchvision: 0.7). Lower suits lesions only a
     #: few stride-16 cells wide, which few anchors overlap that well.
     rpn_fg_iou_thresh: float = Field(0.7, gt=0.3, le=1)
+    #: Anchors sampled per image for the RPN's objectness loss, at most half of them lesions (torchvision:
+    #: 256). A small lesion matches one or two anchors, so among 256 samples its positives weigh almost
+    #: nothing and the RPN settles on "background everywhere"; fewer samples give them their weight back.
+    rpn_batch_size_per_image: int = Field(256, ge=4)
     #: RoIs sampled per image to train the box head (torchvision: 512).
     box_batch_size_per_image: int = Field(512, ge=16)
     #: Speed only (same network, same values to rounding): the backbone's convolutions in the NHWC memory
@@ -102,8 +106,8 @@ class TrainSettings(_Strict):
 
 
 #: Settings added after runs were already named by their fingerprint: left out of it while at their default.
-_FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align"), "train": ("cpu_bf16",),
-                                   "data": ("preprocess", "phantom_version")}
+_FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align", "rpn_batch_size_per_image"),
+                                   "train": ("cpu_bf16",), "data": ("preprocess", "phantom_version")}
 
 
 class EvalSettings(_Strict):

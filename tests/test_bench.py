@@ -78,17 +78,27 @@ def test_cpu_bf16_is_wanted_only_where_native(monkeypatch):
 
 
 def test_fast_path_settings_at_their_defaults_keep_old_fingerprints():
-    # the quick profile as it was before the fast-path fields existed (it now sets separable_roi_align)
-    settings = config.load("quick", {"model": {"separable_roi_align": False}})
+    # the quick profile as it was before these fields existed (it now sets some of them)
+    before = {"model": {"separable_roi_align": False, "rpn_batch_size_per_image": 256}, "data": {"phantom_version": 1}}
+    settings = config.load("quick", before)
     assert settings.run_name == "quick-phantom-9180b585"  # the run name from before the fields existed
     dumped = settings.model_dump(mode="json")
-    for section, names in {"model": ("channels_last", "separable_roi_align"), "train": ("cpu_bf16",)}.items():
+    for section, names in {"model": ("channels_last", "separable_roi_align", "rpn_batch_size_per_image"),
+                           "train": ("cpu_bf16",), "data": ("phantom_version",)}.items():
         for name in names:
             dumped[section].pop(name)
     assert config.Settings.model_validate(dumped).training_fingerprint() == settings.training_fingerprint()
     for override in ({"model": {"channels_last": True}}, {"model": {"separable_roi_align": True}},
-                     {"train": {"cpu_bf16": True}}):
-        assert config.load("quick", override).training_fingerprint() != settings.training_fingerprint()
+                     {"train": {"cpu_bf16": True}}, {"model": {"rpn_batch_size_per_image": 32}},
+                     {"data": {"phantom_version": 2}}):
+        merged = {section: {**before.get(section, {}), **override.get(section, {})} for section in {*before, *override}}
+        assert config.load("quick", merged).training_fingerprint() != settings.training_fingerprint()
+
+
+def test_rpn_samples_the_anchors_the_settings_ask_for():
+    model = build_model(config.load("smoke").model.model_copy(update={"rpn_batch_size_per_image": 32}), 96)
+    assert model.rpn.fg_bg_sampler.batch_size_per_image == 32 and model.rpn.fg_bg_sampler.positive_fraction == 0.5
+    assert build_model(config.load("smoke").model, 96).rpn.fg_bg_sampler.batch_size_per_image == 256
 
 
 def test_stock_composition_is_the_same_network():

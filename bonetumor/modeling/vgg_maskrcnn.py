@@ -285,6 +285,7 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
         rpn_pre_nms_top_n_test=settings.rpn_proposals_test,
         rpn_post_nms_top_n_test=settings.rpn_proposals_test,
         rpn_fg_iou_thresh=settings.rpn_fg_iou_thresh,
+        rpn_batch_size_per_image=settings.rpn_batch_size_per_image,
         box_batch_size_per_image=settings.box_batch_size_per_image,
         box_roi_pool=_roi_op(settings.roi_op, 7, settings.separable_roi_align),
         box_head=TwoMLPHead(channels * 7 * 7, representation),

@@ -69,8 +69,8 @@ def test_phantom_calls_generate_and_reads_the_result(tmp_path, capsys, monkeypat
 
     monkeypatch.setattr("bonetumor.data.phantom.generate", generate)
     out_dir = str(tmp_path / "BTXRD")
-    assert cli.main(["data", "phantom", out_dir, "--images", "3", "--seed", "7", "--size", "96", "--version", "2"]) == 0
-    assert calls == [(tmp_path / "BTXRD", 3, 7, 96, 2)]
+    assert cli.main(["data", "phantom", out_dir, "--images", "3", "--seed", "7", "--size", "96"]) == 0
+    assert calls == [(tmp_path / "BTXRD", 3, 7, 96, 2)]  # version 2 unless asked: every profile's phantom
     assert "3 images (normal 1, benign 1, malignant 1), 2 lesions" in capsys.readouterr().out
 
 

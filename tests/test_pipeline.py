@@ -136,5 +136,5 @@ def test_preprocessed_input_is_cached_and_keeps_the_split(tiny, tmp_path, monkey
 
 def test_phantom_version_2_gets_its_own_folder_and_run(tiny):
     v2 = tiny.model_copy(update={"data": tiny.data.model_copy(update={"phantom_version": 2, "path": None})})
-    v1 = tiny.model_copy(update={"data": tiny.data.model_copy(update={"path": None})})
+    v1 = tiny.model_copy(update={"data": tiny.data.model_copy(update={"phantom_version": 1, "path": None})})
     assert v2.data_path.name == v1.data_path.name + "-v2" and v2.run_name != v1.run_name

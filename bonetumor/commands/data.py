@@ -35,9 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--images", type=int, default=200, help="number of images (default 200)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=512, help="longest image side in pixels (default 512)")
-    p.add_argument("--version", type=int, choices=(1, 2), default=1,
-                   help="1: idealised long bones (default); 2: BTXRD's site mix, overlapping bones, distractors, "
-                        "lesion sizes as measured on BTXRD, subtle lesions")
+    p.add_argument("--version", type=int, choices=(1, 2), default=2,
+                   help="1: idealised long bones; 2 (default, as every profile): BTXRD's site mix, overlapping "
+                        "bones, distractors, lesion sizes as measured on BTXRD, subtle lesions")
     p.add_argument("--force", action="store_true",
                    help="replace an earlier phantom of other settings in OUT (a folder that holds no phantom "
                         "is never replaced)")

@@ -142,17 +142,23 @@ def _add_mask_pixels(output: Mapping[str, torch.Tensor], masks: torch.Tensor, sh
 
 
 
-def stall_warning(history) -> str | None:
-    """A plain sentence when training stalled — validation box AP50 (``val_ap50``) zero or undefined at every
-    epoch, as on real radiographs with a recipe that does not learn — else ``None``. ``history``: the rows
-    of ``history.csv`` (a DataFrame or a list of dicts)."""
+#: Validation box AP50 under which a run counts as stalled: fewer than one lesion in twenty found at a useful
+#: rank is no detector at all, and a stray true positive in one early epoch (AP50 0.0002) must not hide that.
+STALL_AP50 = 0.05
+
+
+def stall_warning(history, floor: float = STALL_AP50) -> str | None:
+    """A plain sentence when training stalled — validation box AP50 (``val_ap50``) below ``floor`` or
+    undefined at every epoch, as on real radiographs with a recipe that does not learn — else ``None``.
+    ``history``: the rows of ``history.csv`` (a DataFrame or a list of dicts)."""
     import pandas as pd
 
     table = pd.DataFrame(history)
     if "val_ap50" not in table or table.empty:
         return None
     ap50 = pd.to_numeric(table["val_ap50"], errors="coerce").fillna(0.0)
-    if (ap50 > 0).any():
+    if (ap50 >= floor).any():
         return None
-    return (f"training stalled: validation box AP50 stayed at 0 for all {len(table)} epochs, so the model did "
-            "not learn to find lesions; the metrics below are those of a detector that finds nothing useful")
+    return (f"training stalled: validation box AP50 stayed below {floor:g} for all {len(table)} epochs (best "
+            f"{ap50.max():.4f}), so the model did not learn to find lesions; the metrics below are those of a "
+            "detector that finds nothing useful")

@@ -4,7 +4,7 @@ Predicts the validation split with the box score threshold lowered to ``--score-
 default 0.05 hides every detection of an under-confident model, so its AP50 reads 0 even when the ranking
 carries signal) and prints box AP50 and the tumour-vs-normal ROC AUC of the top detection score.
 
-    python experiments/diagnose_val.py RUN [--which best] [--score-floor 0.001]
+    python experiments/diagnose_val.py RUN [--which best] [--score-floor 0.001] [--device cpu]
 """
 
 import argparse
@@ -25,14 +25,15 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("--which", default="best")
     parser.add_argument("--score-floor", type=float, default=0.001)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    model, run = load_model(args.run, which=args.which)
+    model, run = load_model(args.run, which=args.which, device=args.device)
     settings = run["settings_object"]
     prepared = pipeline.prepare(settings, progress=False)
     records = prepared.splits["val"]
     model.roi_heads.score_thresh = args.score_floor
-    preds = predict(model, BoneTumourDataset(records, train=False), device="cpu",
+    preds = predict(model, BoneTumourDataset(records, train=False), device=args.device,
                     mask_threshold=settings.evaluate.mask_threshold)
     coco = coco_metrics(preds, records)
     top = np.array([max([float(s) for s in p["scores"]], default=0.0) for p in preds])

@@ -98,6 +98,11 @@ class TrainSettings(_Strict):
     grad_clip: float | None = 10.0
     num_workers: int = Field(0, ge=0)
     augment: bool = True
+    #: Train on square crops of this many pixels (at ``data.image_size``, not resized) instead of whole
+    #: images: a tumour image's crop holds one of its lesions, chosen at random, at a random place in the
+    #: crop; a normal image's crop lies anywhere (:class:`bonetumor.data.dataset.LesionCentredCrop`).
+    #: Validation and test always see whole images. ``None``: whole images.
+    crop_size: int | None = Field(None, ge=32)
     #: bfloat16 autocast of the backbone on CUDA (ignored on CPU).
     amp: bool = True
     #: bfloat16 autocast of the backbone on CPU, where the CPU runs it natively (AVX-512 BF16 or AMX; ignored
@@ -107,7 +112,7 @@ class TrainSettings(_Strict):
 
 #: Settings added after runs were already named by their fingerprint: left out of it while at their default.
 _FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align", "rpn_batch_size_per_image"),
-                                   "train": ("cpu_bf16",), "data": ("preprocess", "phantom_version")}
+                                   "train": ("cpu_bf16", "crop_size"), "data": ("preprocess", "phantom_version")}
 
 
 class EvalSettings(_Strict):

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from bonetumor.data.dataset import BoneTumourDataset, PairedAugment, boxes_from_masks, collate_fn, seed_worker
+from bonetumor.data.dataset import (BoneTumourDataset, LesionCentredCrop, PairedAugment, boxes_from_masks,
+                                    collate_fn, seed_worker)
 
 H, W = 80, 96
 
@@ -222,3 +223,39 @@ def test_batch_is_accepted_by_torchvision_mask_rcnn(records):
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
+
+
+def test_lesion_centred_crop_holds_a_lesion_and_keeps_the_contract(records):
+    """train.crop_size: a tumour image's crop always holds one of its lesions whole (boxes from the cropped
+    masks, pixels cut from the same place); a normal image's crop is an empty target; crops vary."""
+    size = 40
+    ds = BoneTumourDataset(records, train=True, augment=False, crop=LesionCentredCrop(size))
+    whole = BoneTumourDataset(records, train=False)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(15):
+        for index in (0, 1, 2):
+            image, target = ds[index]
+            n = len(target["labels"])
+            assert image.shape == (3, size, size) and target["masks"].shape == (n, size, size)
+            assert torch.equal(target["boxes"], boxes_from_masks(target["masks"]))
+            if records[index]["label"] == "normal":
+                assert n == 0
+                continue
+            assert n >= 1
+            full_image, full_target = whole[index]
+            # the crop is a window of the whole image: find it from one kept lesion's box
+            areas = full_target["masks"].flatten(1).sum(1)
+            kept = target["masks"].flatten(1).sum(1)
+            assert any(int(a) == int(k) for a in areas for k in kept)  # at least one lesion kept whole
+            matches = [(int(r), int(c)) for r in range(H - size + 1) for c in range(W - size + 1)
+                       if torch.equal(full_image[:, r:r + size, c:c + size], image)]
+            assert len(matches) == 1
+            seen.add((index, matches[0]))
+    assert len(seen) > 6
+
+
+def test_crop_keeps_small_sides_whole(records):
+    image, target = BoneTumourDataset(records, augment=False, crop=LesionCentredCrop(1000))[0]
+    assert image.shape == (3, H, W)
+    assert torch.equal(target["masks"], BoneTumourDataset(records)[0][1]["masks"])

@@ -60,6 +60,18 @@ def test_training_data_uses_the_training_images_statistics(tiny):
         pipeline.training_data(tiny, prepared)
 
 
+def test_crop_size_crops_the_training_images_only(tiny):
+    """train.crop_size: training images come as crops of that size, validation images whole."""
+    settings = tiny.model_copy(update={"train": tiny.train.model_copy(update={"crop_size": 48})})
+    prepared = pipeline.prepare(settings, progress=False)
+    train_set, val_set, _, _ = pipeline.training_data(settings, prepared)
+    assert train_set.crop is not None and train_set.crop.size == 48 and val_set.crop is None
+    assert train_set[0][0].shape[-2:] == (48, 48)
+    assert max(val_set[0][0].shape[-2:]) == 96
+    assert settings.run_name != tiny.run_name  # another recipe, another run folder
+    assert tiny.run_name == tiny.model_copy(update={"train": tiny.train.model_copy(update={"crop_size": None})}).run_name
+
+
 def test_a_complete_run_is_reused_not_retrained(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "RUNS", tmp_path)
     folder = pipeline.run_dir(tiny)

@@ -295,6 +295,38 @@ def test_loss_falls_when_overfitting_four_images(tmp_path):
     assert summary["best_epoch"] == 12 and summary["best_metric"] == "epoch"
 
 
+def test_training_crops_are_not_resized_but_inference_images_are():
+    """model.transform (RadiographTransform): with resize_in_training off (train.crop_size), a training crop
+    keeps its size; at inference, and in training by default, images are resized to image_size as in
+    torchvision."""
+    model = build_model(tiny_settings().model, image_size=64, image_mean=MEAN, image_std=STD)
+    crop = [torch.rand(3, 40, 40)]
+    assert model.transform.resize_in_training
+    model.train()
+    assert model.transform(crop)[0].image_sizes == [(64, 64)]
+    model.transform.resize_in_training = False
+    assert model.transform(crop)[0].image_sizes == [(40, 40)]
+    model.eval()
+    assert model.transform(crop)[0].image_sizes == [(64, 64)]
+
+
+def test_crop_size_switches_resizing_off_in_the_training_session(tmp_path, monkeypatch):
+    from bonetumor.engine import trainer
+
+    seen = []
+    real = trainer._start_session
+
+    def spy(*args, **kwargs):
+        session = real(*args, **kwargs)
+        seen.append(session.model.transform.resize_in_training)
+        return session
+
+    monkeypatch.setattr(trainer, "_start_session", spy)
+    run(tmp_path, "crops", settings=tiny_settings(epochs=1, crop_size=48), train_set=Ellipses(2), val_set=None)
+    run(tmp_path, "whole", settings=tiny_settings(epochs=1), train_set=Ellipses(2), val_set=None)
+    assert seen == [False, True]
+
+
 def test_val_metrics_fn_joins_history_and_picks_best(tmp_path):
     ap50 = iter([0.2, 0.5, 0.4])
     seen = []

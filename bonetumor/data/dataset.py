@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 from bonetumor import LABEL_TO_ID
 from bonetumor.preprocess import preprocess_radiograph, read_grayscale
 
-__all__ = ["BoneTumourDataset", "PairedAugment", "collate_fn", "seed_worker", "lesion_polygons",
+__all__ = ["BoneTumourDataset", "PairedAugment", "LesionCentredCrop", "collate_fn", "seed_worker", "lesion_polygons",
            "rasterise_lesion", "boxes_from_masks"]
 
 
@@ -92,20 +92,72 @@ class PairedAugment:
         before = target["masks"].flatten(1).sum(1).float()
         image, target = self.geometric(image, target)
         image = self.photometric(image).clamp_(0.0, 1.0)
-        masks = target["masks"]
-        after = masks.flatten(1).sum(1).float()
-        # a lesion stays if at least min_area pixels (or half of its pixels, for a lesion smaller than that) remain
-        keep = (after >= torch.clamp(before / 2, max=float(self.min_area))) & (after > 0)
-        masks = masks[keep]
-        out = dict(target)
-        out["masks"] = tv_tensors.Mask(masks)
-        out["labels"] = target["labels"][keep]
-        out["boxes"] = tv_tensors.BoundingBoxes(boxes_from_masks(masks), format="XYXY",
-                                                canvas_size=tuple(image.shape[-2:]))
-        return image, out
+        return image, _keep_lesions(image, target, before, self.min_area)
 
     def __repr__(self) -> str:
         return f"PairedAugment({self.geometric}, {self.photometric}, min_area={self.min_area})"
+
+
+def _keep_lesions(image: tv_tensors.Image, target: dict, before: torch.Tensor, min_area: int) -> dict:
+    """``target`` without the lesions that a crop or a geometric transform left with fewer than ``min_area``
+    mask pixels (or, for a lesion smaller than ``2 × min_area``, under half of its ``before`` pixels); boxes
+    re-derived from the masks left."""
+    masks = target["masks"]
+    after = masks.flatten(1).sum(1).float()
+    keep = (after >= torch.clamp(before / 2, max=float(min_area))) & (after > 0)
+    masks = masks[keep]
+    out = dict(target)
+    out["masks"] = tv_tensors.Mask(masks)
+    out["labels"] = target["labels"][keep]
+    out["boxes"] = tv_tensors.BoundingBoxes(boxes_from_masks(masks), format="XYXY",
+                                            canvas_size=tuple(image.shape[-2:]))
+    return out
+
+
+class LesionCentredCrop:
+    """A ``size``×``size`` training crop (smaller sides are kept whole): on an image with lesions, around one
+    of them chosen at random, placed at a random position such that the lesion's box lies inside the crop
+    when it fits; on a normal image, anywhere. Lesions the crop cuts down below ``min_area`` pixels are
+    dropped as in :class:`PairedAugment`. Seen at full resolution, a lesion covers more pixels than in a
+    whole image shrunk to the same cost, and every tumour crop carries a positive; the rest of the crop and
+    the normal images' crops are the negatives. Randomness comes from torch's global generator."""
+
+    def __init__(self, size: int, min_area: int = 16):
+        if size < 1:
+            raise ValueError(f"crop size must be positive, got {size}")
+        self.size = int(size)
+        self.min_area = int(min_area)
+
+    @staticmethod
+    def _start(low: float, high: float, length: int, extent: int) -> int:
+        """A random start in ``[0, extent - length]`` such that ``[low, high)`` lies inside the window where
+        it fits (its centre does otherwise)."""
+        last = extent - length
+        if high - low > length:
+            low = high = (low + high) / 2
+        lo, hi = max(0, int(np.ceil(high)) - length), min(last, int(np.floor(low)))
+        if lo > hi:
+            lo = hi = min(max(0, int(round((low + high) / 2 - length / 2))), last)
+        return int(torch.randint(lo, hi + 1, ()).item())
+
+    def __call__(self, image: tv_tensors.Image, target: dict) -> tuple[tv_tensors.Image, dict]:
+        height, width = image.shape[-2:]
+        crop_h, crop_w = min(self.size, height), min(self.size, width)
+        boxes = target["boxes"].as_subclass(torch.Tensor)
+        if len(boxes):
+            x0, y0, x1, y1 = boxes[int(torch.randint(len(boxes), ()).item())].tolist()
+            top = self._start(y0, y1, crop_h, height)
+            left = self._start(x0, x1, crop_w, width)
+        else:
+            top = int(torch.randint(height - crop_h + 1, ()).item())
+            left = int(torch.randint(width - crop_w + 1, ()).item())
+        before = target["masks"].flatten(1).sum(1).float()
+        image = v2.functional.crop(image, top, left, crop_h, crop_w)
+        target = {**target, "masks": v2.functional.crop(target["masks"], top, left, crop_h, crop_w)}
+        return image, _keep_lesions(image, target, before, self.min_area)  # boxes from the cropped masks
+
+    def __repr__(self) -> str:
+        return f"LesionCentredCrop({self.size}, min_area={self.min_area})"
 
 
 class BoneTumourDataset(torch.utils.data.Dataset):
@@ -116,7 +168,8 @@ class BoneTumourDataset(torch.utils.data.Dataset):
     (image, target)`` that keeps ``boxes`` (BoundingBoxes), ``labels`` and ``masks`` (Mask) consistent.
     ``preprocess``: ``False``; ``True`` → :func:`bonetumor.preprocess.preprocess_radiograph` (the paper's
     normalisation and denoising, step 1.1) on the grayscale image before augmentation; or a callable
-    ``(H, W) float32 → (H, W) float32 in [0, 1]``.
+    ``(H, W) float32 → (H, W) float32 in [0, 1]``. ``crop``: ``None`` or a callable like ``augment``,
+    applied before it (:class:`LesionCentredCrop` for ``train.crop_size``).
 
     Masks are the union of each lesion's polygons; boxes are always the masks' tight bounds — with or
     without augmentation, and in the evaluation's ground truth (:mod:`bonetumor.data.coco`) — so the model is
@@ -124,9 +177,10 @@ class BoneTumourDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, records: Sequence[dict], train: bool = False, augment: bool | Callable | None = None,
-                 preprocess: bool | Callable = False):
+                 preprocess: bool | Callable = False, crop: Callable | None = None):
         self.records = list(records)
         self.train = bool(train)
+        self.crop = crop
         if augment is None:
             augment = self.train
         if augment is True:
@@ -181,6 +235,8 @@ class BoneTumourDataset(torch.utils.data.Dataset):
             "labels": torch.from_numpy(labels),
             "masks": tv_tensors.Mask(torch.from_numpy(masks)),
         }
+        if self.crop is not None:
+            image, target = self.crop(image, target)
         if self.augment is not None:
             image, target = self.augment(image, target)
 

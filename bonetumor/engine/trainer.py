@@ -170,6 +170,8 @@ def _start_session(settings: Settings, paths: dict[str, Path], device: torch.dev
     model = build_model(settings.model if checkpoint is None else
                         settings.model.model_copy(update={"pretrained": False}),
                         image_size=settings.data.image_size, image_mean=image_mean, image_std=image_std)
+    # crops are trained at the scale of the whole images they come from (never resized to image_size)
+    model.transform.resize_in_training = settings.train.crop_size is None
     init = model.init if checkpoint is None else checkpoint["init"]
     normalisation = {"mean": list(model.normalisation["mean"]), "std": list(model.normalisation["std"])}
     model.to(device)

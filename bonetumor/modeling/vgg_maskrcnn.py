@@ -35,6 +35,7 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.vgg import cfgs as VGG_CONFIGS
 from torchvision.models.vgg import make_layers
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
@@ -240,6 +241,22 @@ def _roi_op(kind: str, output_size: int, separable: bool = False) -> nn.Module:
     return MultiScaleRoIAlign(featmap_names=["0"], output_size=output_size, sampling_ratio=2)
 
 
+class RadiographTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform (normalise, resize, batch), except that in training it leaves the
+    images' size alone when ``resize_in_training`` is off: crops (``train.crop_size``) are then seen at the
+    scale of the whole images they come from, which inference resizes as usual (a no-op for images already
+    at ``data.image_size``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resize_in_training = True
+
+    def resize(self, image, target=None):
+        if self.training and not self.resize_in_training:
+            return image, target
+        return super().resize(image, target)
+
+
 def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[float] | None = None,
                 image_std: Sequence[float] | None = None) -> MaskRCNN:
     """Mask R-CNN on VGG-19 with ``len(CLASSES) == 3`` outputs (equations 5–13, see the module docstring).
@@ -295,6 +312,7 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
         mask_head=MaskRCNNHeads(channels, mask_layers, dilation=1),
         mask_predictor=MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], num_classes),
     )
+    model.transform = RadiographTransform(image_size, image_size, list(image_mean), list(image_std))
     model.init = init
     model.normalisation = {"source": source, "mean": list(image_mean), "std": list(image_std)}
     log.info("built %s Mask R-CNN, width %g, RoI %s, %s init, %s normalisation",

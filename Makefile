@@ -18,7 +18,7 @@ CLINICAL_CSV ?=
 # Extra arguments for `make lab`, e.g. LAB_ARGS="--no-browser --port 8899".
 LAB_ARGS ?=
 
-.PHONY: help env lab-setup paper test test-fast pytest nbval lab strip clean distclean
+.PHONY: help env lab-setup paper ablations test test-fast pytest nbval lab strip clean distclean
 
 help: ## show this help
 	@echo "bonetumor — reproducible companion to a VGG-19 Mask R-CNN bone-tumour paper"
@@ -44,6 +44,9 @@ lab-setup: $(STAMP)
 paper: env ## run notebooks/NN_*.ipynb in order (papermill) and regenerate reports/
 	$(BIN)/bonetumor paper $(if $(PROFILE),--profile $(PROFILE)) $(if $(DATA),--data "$(DATA)") \
 		$(if $(CLINICAL_CSV),--clinical-csv "$(CLINICAL_CSV)")
+
+ablations: env ## notebook 07 alone with every comparator and ablation (params/ablations.yaml: quick's recipe, 12 epochs; about 45 min on 2 cores) into reports/ablations/
+	$(BIN)/bonetumor paper --profile ablations --only 07 --reports reports/ablations $(if $(DATA),--data "$(DATA)")
 
 test: pytest nbval ## pytest on the package, then nbval on every notebook (smoke profile)
 

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bonetumor import paths
 
-PROFILES = ("smoke", "quick", "full")
+#: ``ablations`` is the quick profile's recipe on a reduced schedule with every comparator and ablation, for
+#: ``make ablations`` (notebook 07 alone, into reports/ablations/).
+PROFILES = ("smoke", "quick", "full", "ablations")
 
 
 class _Strict(BaseModel):

@@ -17,6 +17,22 @@ def test_smoke_profile_is_small():
     assert "synthetic phantom" in smoke.tag()
 
 
+def test_ablations_profile_is_the_quick_recipe_with_every_comparator_and_ablation():
+    """make ablations' profile differs from quick only where its header says: the schedule, the comparators
+    and ablations it runs, and what only other notebooks read (centre hold-out, targets)."""
+    quick = config.load("quick").model_dump(mode="json")
+    ablations = config.load("ablations").model_dump(mode="json")
+    assert ablations["train"].pop("epochs") == 12 and quick["train"].pop("epochs") == 24
+    assert ablations["comparators"].pop("architectures") == list(config.COMPARATORS)
+    assert ablations["ablations"].pop("names") == list(config.ABLATIONS)
+    quick["comparators"].pop("architectures")
+    quick["ablations"].pop("names")
+    for settings in (quick, ablations):
+        for key in ("profile", "centre_holdout", "targets"):
+            settings.pop(key)
+    assert ablations == quick
+
+
 def test_data_path_switches_to_btxrd(tmp_path):
     settings = config.load("smoke", data=tmp_path)
     assert settings.data.source == "btxrd" and settings.data_path == tmp_path.resolve()

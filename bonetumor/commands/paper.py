@@ -6,9 +6,12 @@ import sys
 
 
 def register(subparsers) -> None:
+    from bonetumor.config import PROFILES
+
     parser = subparsers.add_parser("paper", help="run notebooks/NN_*.ipynb in order with papermill")
-    parser.add_argument("--profile", choices=("smoke", "quick", "full"),
-                        help="run profile (default: full when CUDA is available, else quick)")
+    parser.add_argument("--profile", choices=PROFILES,
+                        help="run profile (default: full when CUDA is available, else quick; ablations: what "
+                             "make ablations runs)")
     parser.add_argument("--data", help="a BTXRD-layout folder (default: the profile's synthetic phantom)")
     parser.add_argument("--clinical-csv", help='the Kaggle "Bone Tumor Dataset.csv", if you have it')
     parser.add_argument("--reports", help="output folder (default: reports/)")

@@ -122,9 +122,7 @@ def training_data(settings: Settings, prepared: Prepared | None = None, progress
     from bonetumor.data.dataset import BoneTumourDataset, LesionCentredCrop
 
     prepared = prepared or prepare(settings, progress=progress)
-    train_records, val_records = prepared.splits["train"], prepared.splits["val"]
-    if not train_records:
-        raise ValueError(f"the training split of {prepared.root} is empty")
+    train_records, val_records = prepared.split("train"), prepared.splits["val"]
     mean, std = normalisation(train_records)
     crop = LesionCentredCrop(settings.train.crop_size) if settings.train.crop_size else None
     train_set = BoneTumourDataset(train_records, train=True, augment=settings.train.augment, crop=crop)

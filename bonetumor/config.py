@@ -81,6 +81,9 @@ class ModelSettings(_Strict):
     rpn_batch_size_per_image: int = Field(256, ge=4)
     #: RoIs sampled per image to train the box head (torchvision: 512).
     box_batch_size_per_image: int = Field(512, ge=16)
+    #: The RPN's objectness loss: ``bce`` on the sampled anchors (torchvision's) or ``focal`` over every
+    #: labelled anchor (RetinaNet's focal loss, :mod:`bonetumor.modeling.rpn`).
+    rpn_objectness_loss: Literal["bce", "focal"] = "bce"
     #: Speed only (same network, same values to rounding): the backbone's convolutions in the NHWC memory
     #: format, and RoIAlign on CPU as two matrix products whose backward uses every core.
     channels_last: bool = False
@@ -113,7 +116,8 @@ class TrainSettings(_Strict):
 
 
 #: Settings added after runs were already named by their fingerprint: left out of it while at their default.
-_FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align", "rpn_batch_size_per_image"),
+_FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align", "rpn_batch_size_per_image",
+                                             "rpn_objectness_loss"),
                                    "train": ("cpu_bf16", "crop_size"), "data": ("preprocess", "phantom_version")}
 
 

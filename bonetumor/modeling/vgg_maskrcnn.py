@@ -7,7 +7,8 @@ How each equation maps onto the parts built here:
 * (6) box regression and (7) objectness of the Region Proposal Network — torchvision's ``RPNHead``: one
   3×3 conv, then two sibling 1×1 convs. Two honest differences from the paper's formulas: the regression
   branch predicts *linear* box deltas (decoded by a box coder), not a sigmoid of coordinates; objectness
-  is one sigmoid logit per anchor, which is the two-way softmax of (7) with one logit fixed at zero.
+  is one sigmoid logit per anchor, which is the two-way softmax of (7) with one logit fixed at zero
+  (trained with a focal loss instead of cross-entropy when ``rpn_objectness_loss="focal"``, :mod:`.rpn`).
 * (8) RoI pooling ``MaxPool(C[R])`` — :class:`RoIMaxPool` when ``roi_op="pool"``; the default ``"align"``
   uses RoIAlign (bilinear sampling), which Mask R-CNN introduced because max pooling's quantisation
   misaligns masks.
@@ -42,6 +43,7 @@ from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from bonetumor import CLASSES
 from bonetumor.config import ModelSettings
+from bonetumor.modeling.rpn import with_focal_objectness
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +314,8 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
         mask_head=MaskRCNNHeads(channels, mask_layers, dilation=1),
         mask_predictor=MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], num_classes),
     )
+    if settings.rpn_objectness_loss == "focal":
+        model.rpn = with_focal_objectness(model.rpn)
     model.transform = RadiographTransform(image_size, image_size, list(image_mean), list(image_std))
     model.init = init
     model.normalisation = {"source": source, "mean": list(image_mean), "std": list(image_std)}

@@ -77,4 +77,8 @@ def write_readme(reports: Path) -> Path:
             caption_file = figures[stem].with_suffix(".txt")
             caption = caption_file.read_text().strip() if caption_file.is_file() else ""
             lines += [f"![{heading}](figures/{stem}.png)", "", f"*{caption}* [PDF](figures/{stem}.pdf)", ""]
+    if (reports / "ablations" / "README.md").is_file():
+        lines += ["## Every comparator and every ablation (`make ablations`)", "",
+                  "Notebook 07 with all four re-measured comparators and the paper's choices ablated, under its own "
+                  "settings (params/ablations.yaml): [ablations/README.md](ablations/README.md).", ""]
     return write_text(reports / "README.md", "\n".join(lines))

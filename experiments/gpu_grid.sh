@@ -4,8 +4,8 @@
 # not bitwise those of the 2-core CPU (no deterministic algorithms there; train.amp=false keeps float32), so a
 # recipe chosen here is confirmed by a CPU run before the quick profile takes it.
 #
-#   OUT=/tmp/grid bash experiments/gpu_grid.sh            # on the GPU machine ($OUT is the device tool's)
-#   DEVICE=cpu PROFILE=smoke ONLY="g00 g01" DEADLINE=60 OUT=/tmp/grid bash experiments/gpu_grid.sh   # a dry run
+#   OUT="$OUT" bash experiments/gpu_grid.sh            # on the GPU machine ($OUT is the device tool's)
+#   DEVICE=cpu PROFILE=smoke ONLY="g00 g01" DEADLINE=60 OUT=grid-out bash experiments/gpu_grid.sh   # a dry run
 #
 # Training runs are stopped (SIGINT: the trainer keeps what it has) DEADLINE seconds after the start; each
 # run's history.csv holds every finished epoch. Then every run's best epoch is diagnosed on the validation
@@ -18,7 +18,7 @@ DEADLINE=${DEADLINE:-450}
 DIAGNOSE_SECONDS=${DIAGNOSE_SECONDS:-60}
 ONLY=${ONLY:-}
 T0=$(date +%s)
-WORK=${WORK:-/tmp/bonetumor-grid}
+WORK=${WORK:-$(mktemp -d -t bonetumor-grid.XXXX)}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 export BONETUMOR_DATA=$WORK/data BONETUMOR_RUNS=$WORK/runs
 PY=${PY:-python3}

@@ -295,3 +295,19 @@ def merge_overrides(base: dict, extra: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Nested overrides from ``KEY=VALUE`` strings (``--set``), each value read as YAML: e.g.
+    ``["train.lr=0.005", "model.anchor_sizes=[8,16]"]`` gives ``{"train": {"lr": 0.005}, "model": {...}}``."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE (e.g. train.lr=0.01), got {item!r}")
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out

@@ -58,8 +58,7 @@ for key in "${!groups[@]}"; do
      $PY -c "
 import sys
 from bonetumor import config, pipeline
-from bonetumor.commands.run import _parse_overrides
-settings = config.load('$PROFILE', overrides=_parse_overrides(sys.argv[1:]))
+settings = config.load('$PROFILE', overrides=config.parse_overrides(sys.argv[1:]))
 prepared = pipeline.prepare(settings, progress=False)
 print('prepared', settings.data_path.name, settings.data.image_size, 'preprocess' if settings.data.preprocess else '',
       {k: len(v) for k, v in prepared.splits.items()})

@@ -13,7 +13,6 @@ without normal images generalise?). Never the test split.
 import argparse
 
 from bonetumor import config, pipeline
-from bonetumor.commands.run import _parse_overrides
 from bonetumor.data.dataset import BoneTumourDataset
 from bonetumor.engine import train
 
@@ -33,7 +32,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
-    settings = config.load("quick", _parse_overrides(args.set + [f"train.epochs={args.epochs}"]))
+    settings = config.load("quick", config.parse_overrides(args.set + [f"train.epochs={args.epochs}"]))
     prepared = pipeline.prepare(settings, progress=False)
     train_records = prepared.splits["train"]
     tumours = _first([r for r in train_records if r["label"] != "normal"], args.images)

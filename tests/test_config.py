@@ -65,3 +65,10 @@ def test_btxrd_without_path_is_a_clear_error():
     settings = config.load("smoke", {"data": {"source": "btxrd"}})
     with pytest.raises(ValueError, match="DATA="):
         settings.data_path
+
+
+def test_parse_overrides_reads_nested_keys_and_yaml_values():
+    assert config.parse_overrides(["train.lr=0.005", "model.anchor_sizes=[8, 16]", "data.preprocess=true"]) == {
+        "train": {"lr": 0.005}, "model": {"anchor_sizes": [8, 16]}, "data": {"preprocess": True}}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        config.parse_overrides(["train.lr"])

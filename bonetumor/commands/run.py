@@ -17,7 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
 
 
 def register(subparsers) -> None:
@@ -35,24 +34,10 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
                         help="override a setting, e.g. --set train.lr=0.005 --set model.width=0.25 (repeatable)")
 
 
-def _parse_overrides(items: list[str]) -> dict:
-    out: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE (e.g. train.lr=0.01), got {item!r}")
-        node = out
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
-
-
 def _settings(args, extra: dict | None = None):
     from bonetumor import config
 
-    overrides = _parse_overrides(args.overrides)
+    overrides = config.parse_overrides(args.overrides)
     if extra:
         overrides = config.merge_overrides(overrides, extra)
     return config.load(args.profile or config.default_profile(), overrides=overrides, data=args.data)

@@ -84,6 +84,9 @@ class ModelSettings(_Strict):
     #: The RPN's objectness loss: ``bce`` on the sampled anchors (torchvision's) or ``focal`` over every
     #: labelled anchor (RetinaNet's focal loss, :mod:`bonetumor.modeling.rpn`).
     rpn_objectness_loss: Literal["bce", "focal"] = "bce"
+    #: Weight of a dense, training-only lesion-map loss on the backbone's features (0: none; see
+    #: :mod:`bonetumor.modeling.lesion_map`): every feature-map cell of every image is labelled lesion or not.
+    lesion_map_weight: float = Field(0.0, ge=0)
     #: Speed only (same network, same values to rounding): the backbone's convolutions in the NHWC memory
     #: format, and RoIAlign on CPU as two matrix products whose backward uses every core.
     channels_last: bool = False
@@ -117,7 +120,7 @@ class TrainSettings(_Strict):
 
 #: Settings added after runs were already named by their fingerprint: left out of it while at their default.
 _FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align", "rpn_batch_size_per_image",
-                                             "rpn_objectness_loss"),
+                                             "rpn_objectness_loss", "lesion_map_weight"),
                                    "train": ("cpu_bf16", "crop_size"), "data": ("preprocess", "phantom_version")}
 
 

@@ -47,7 +47,8 @@ def epoch_line(row: Mapping, epochs: int, eta: float | None) -> str:
     """One line on an epoch: losses, learning rate, validation numbers, speed and the time left."""
     parts = [f"epoch {row['epoch']}/{epochs}",
              f"loss {row['loss_total']:.4f} (cls {row['loss_classifier']:.3f} box {row['loss_box_reg']:.3f} "
-             f"mask {row['loss_mask']:.3f} obj {row['loss_objectness']:.3f} rpn {row['loss_rpn_box_reg']:.3f})",
+             f"mask {row['loss_mask']:.3f} obj {row['loss_objectness']:.3f} rpn {row['loss_rpn_box_reg']:.3f}"
+             + (f" lesion map {row['loss_lesion_map']:.3f}" if "loss_lesion_map" in row else "") + ")",
              f"lr {row['lr']:.2e}"]
     if "val_loss_total" in row:
         parts.append(f"val loss {row['val_loss_total']:.4f} mse {row['val_mask_mse']:.4f}")

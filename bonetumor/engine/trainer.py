@@ -38,7 +38,7 @@ from bonetumor.engine.resume import checkpoint_to_resume, kept_normalisation, re
 from bonetumor.engine.schedule import make_optimizer, make_scheduler
 from bonetumor.engine.validation import VAL_SEED_OFFSET, validate
 from bonetumor.modeling.checkpoints import WEIGHTS_FORMAT, checkpoint_state, save_checkpoint, save_safetensors
-from bonetumor.modeling.vgg_maskrcnn import LOSS_TERMS, autocast_wanted, build_model
+from bonetumor.modeling.vgg_maskrcnn import AUXILIARY_LOSS_TERMS, LOSS_TERMS, autocast_wanted, build_model
 
 log = logging.getLogger(__name__)
 
@@ -234,9 +234,10 @@ def _train_and_validate(session: _Session, epoch: int, bar, val_metrics_fn) -> d
     stats = train_one_epoch(session.trained, session.optimizer, session.train_loader, session.device, epoch,
                             session.scheduler, amp=session.amp, grad_clip=session.settings.train.grad_clip,
                             progress=bar, first_iteration=session.iteration, on_step=session.count_step)
-    stats = distributed.mean_over_processes(stats, LOSS_TERMS + ("loss_total",), session.world, session.device)
+    terms = LOSS_TERMS + tuple(t for t in AUXILIARY_LOSS_TERMS if t in stats) + ("loss_total",)
+    stats = distributed.mean_over_processes(stats, terms, session.world, session.device)
     session.iteration += len(session.train_loader)
-    row = {"epoch": epoch, **{k: stats[k] for k in LOSS_TERMS + ("loss_total",)},
+    row = {"epoch": epoch, **{k: stats[k] for k in terms},
            "lr": stats["lr"], "grad_norm": stats["grad_norm"]}
     val_seconds = _validate_into(session, epoch, row, val_metrics_fn) if session.val_loader is not None else 0.0
     row.update(seconds=time.perf_counter() - epoch_start, train_seconds=stats["train_seconds"],

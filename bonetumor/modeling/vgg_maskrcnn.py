@@ -9,6 +9,8 @@ How each equation maps onto the parts built here:
   branch predicts *linear* box deltas (decoded by a box coder), not a sigmoid of coordinates; objectness
   is one sigmoid logit per anchor, which is the two-way softmax of (7) with one logit fixed at zero
   (trained with a focal loss instead of cross-entropy when ``rpn_objectness_loss="focal"``, :mod:`.rpn`).
+  With ``lesion_map_weight > 0`` the RPN also trains a dense lesion map on the backbone's features, a
+  training-only addition the paper does not have (:mod:`.lesion_map`).
 * (8) RoI pooling ``MaxPool(C[R])`` — :class:`RoIMaxPool` when ``roi_op="pool"``; the default ``"align"``
   uses RoIAlign (bilinear sampling), which Mask R-CNN introduced because max pooling's quantisation
   misaligns masks.
@@ -43,12 +45,15 @@ from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
 from bonetumor import CLASSES
 from bonetumor.config import ModelSettings
+from bonetumor.modeling.lesion_map import with_lesion_map
 from bonetumor.modeling.rpn import with_focal_objectness
 
 log = logging.getLogger(__name__)
 
 #: The loss terms torchvision's Mask R-CNN returns in training, in its order.
 LOSS_TERMS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+#: Loss terms that only some settings add (``model.lesion_map_weight``), recorded when present.
+AUXILIARY_LOSS_TERMS = ("loss_lesion_map",)
 #: VGG-19 ("configuration E"): four 2×2 max-pools are kept, so the feature map has stride 16.
 BACKBONE_STRIDE = 16
 #: Input normalisation of torchvision's ImageNet weights — right only when those weights are loaded.
@@ -316,6 +321,8 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
     )
     if settings.rpn_objectness_loss == "focal":
         model.rpn = with_focal_objectness(model.rpn)
+    if settings.lesion_map_weight > 0:
+        model.rpn = with_lesion_map(model.rpn, channels, settings.lesion_map_weight)
     model.transform = RadiographTransform(image_size, image_size, list(image_mean), list(image_std))
     model.init = init
     model.normalisation = {"source": source, "mean": list(image_mean), "std": list(image_std)}

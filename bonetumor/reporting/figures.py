@@ -24,7 +24,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from bonetumor.io import atomic_path
-from bonetumor.modeling.vgg_maskrcnn import LOSS_TERMS
+from bonetumor.modeling.vgg_maskrcnn import AUXILIARY_LOSS_TERMS, LOSS_TERMS
 
 CLASS_COLOURS = {"benign": "#1b9e77", "malignant": "#d95f02"}
 #: Lesion colours of the data examples (notebook 01).
@@ -172,7 +172,7 @@ def figure6(history: pd.DataFrame, caption: str) -> Figure:
     style()
     fig = Figure(figsize=(10, 3.8))
     left, right = fig.subplots(1, 2)
-    terms = [t for t in LOSS_TERMS if t in history]
+    terms = [t for t in LOSS_TERMS + AUXILIARY_LOSS_TERMS if t in history]
     long = history.melt(id_vars="epoch", value_vars=terms + (["loss_total"] if "loss_total" in history else []),
                         var_name="term", value_name="value")
     sns.lineplot(data=long, x="epoch", y="value", hue="term", marker="o", ax=left)

@@ -57,7 +57,7 @@ def _model(settings: Settings, arch: str, train_records: list[dict], pretrained:
     mean, std = pipeline.normalisation(train_records)
     pretrained = settings.comparators.pretrained if pretrained is None else pretrained
     return build_classifier(arch, pretrained=pretrained, width=settings.model.width,
-                            batch_norm=settings.model.backbone == "vgg19_bn", train_mean=mean, train_std=std)
+                            backbone=settings.model.backbone, train_mean=mean, train_std=std)
 
 
 def ensure_classifier(settings: Settings, arch: str, prepared: pipeline.Prepared | None = None,

@@ -58,7 +58,9 @@ class DataSettings(_Strict):
 
 
 class ModelSettings(_Strict):
-    backbone: Literal["vgg19", "vgg19_bn"] = "vgg19"
+    #: ``vgg19`` (the paper's), ``vgg19_bn`` (batch norm after every convolution) or ``vgg19_gn`` (group norm
+    #: there: per-image statistics, for small batches; random initialisation only).
+    backbone: Literal["vgg19", "vgg19_bn", "vgg19_gn"] = "vgg19"
     #: Channel-width multiplier of the VGG-19 backbone and heads; 1.0 is the paper's network.
     width: float = Field(1.0, gt=0, le=1)
     #: ``align`` (RoIAlign, torchvision's default) or ``pool`` (RoI max pooling, the paper's equation 8).

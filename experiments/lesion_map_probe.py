@@ -52,7 +52,7 @@ def main() -> None:
     train_records, val_records = prepared.split("train"), prepared.split("val")
     mean, std = pipeline.normalisation(train_records)
     mean, std = torch.tensor(mean[0]), torch.tensor(std[0])
-    features, _ = vgg19_features(settings.model.width, settings.model.backbone == "vgg19_bn", pretrained=False)
+    features, _ = vgg19_features(settings.model.width, settings.model.backbone, pretrained=False)
     channels = [m for m in features.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
     model = torch.nn.Sequential(features, LesionMapHead(channels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=settings.train.weight_decay)

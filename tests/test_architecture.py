@@ -88,6 +88,42 @@ def test_width_multiplier_scales_channels():
     assert features[-2].out_channels == 128
 
 
+@pytest.mark.parametrize("backbone, norm", [("vgg19_bn", torch.nn.BatchNorm2d), ("vgg19_gn", torch.nn.GroupNorm)])
+def test_normalised_backbones_put_one_norm_after_each_conv(backbone, norm):
+    features, init = vgg_maskrcnn.vgg19_features(width=0.125, backbone=backbone)
+    layers = list(features)
+    convs = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 16 and init == "random"
+    assert all(isinstance(layers[i + 1], norm) for i in convs)
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) and not isinstance(m, norm) for m in layers)
+    if backbone == "vgg19_gn":
+        # 8-channel layers: 2 groups of 4; 64 channels: 16 groups; the paper's 512: 32 groups
+        assert [layers[i + 1].num_groups for i in convs][:2] == [2, 2]
+        assert layers[convs[-1] + 1].num_groups == 16
+        assert vgg_maskrcnn.group_norm_groups(512) == 32 and vgg_maskrcnn.group_norm_groups(3) == 1
+
+
+def test_group_norm_output_does_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    features, _ = vgg_maskrcnn.vgg19_features(width=0.125, backbone="vgg19_gn")
+    features.train()
+    images = torch.rand(3, 3, 64, 64)
+    alone = features(images[:1])
+    together = features(images)[:1]
+    assert torch.allclose(alone, together, atol=1e-5)
+
+
+def test_group_norm_backbone_has_no_imagenet_weights():
+    with pytest.warns(UserWarning, match="no ImageNet weights.*group norm"):
+        _, init = vgg_maskrcnn.vgg19_features(width=1.0, backbone="vgg19_gn", pretrained=True)
+    assert init == "random"
+
+
+def test_unknown_backbone_is_named():
+    with pytest.raises(ValueError, match="vgg16.*vgg19_gn"):
+        vgg_maskrcnn.vgg19_features(backbone="vgg16")
+
+
 def test_imagenet_weights_unavailable_warns_and_falls_back(monkeypatch):
     def offline(self, progress=True):
         raise OSError("no network")

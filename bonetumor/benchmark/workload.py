@@ -55,7 +55,7 @@ def stock_model(settings: ModelSettings, image_size: int, image_mean, image_std)
     """The project's network composed as torchvision's documentation composes a Mask R-CNN on a custom
     backbone (a plain ``nn.Sequential`` with ``out_channels``, ``AnchorGenerator``, ``MultiScaleRoIAlign``),
     with the profile's widths, anchors and proposal/RoI counts and torchvision's ops, float32."""
-    backbone, _ = vgg19_features(settings.width, settings.backbone == "vgg19_bn", pretrained=False)
+    backbone, _ = vgg19_features(settings.width, settings.backbone, pretrained=False)
     backbone.out_channels = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
     channels, representation = backbone.out_channels, scaled(1024, settings.width, minimum=64)
     mask_layers = tuple(scaled(256, settings.width) for _ in range(4))

@@ -89,14 +89,15 @@ def _torchvision_network(arch: str, pretrained: bool, classes: int) -> tuple[nn.
 
 
 def build_classifier(arch: str, classes: int = 3, pretrained: bool = False, width: float = 1.0,
-                     batch_norm: bool = True, train_mean: Sequence[float] = (0.5,),
+                     backbone: str = "vgg19_bn", train_mean: Sequence[float] = (0.5,),
                      train_std: Sequence[float] = (0.25,)) -> ImageClassifier:
     """The classifier ``arch`` (a key of :data:`TABLE2_NAMES`) with ``classes`` outputs. ``width`` and
-    ``batch_norm`` apply to ``vgg19`` only (the detector's backbone settings). ``train_mean``/``train_std``:
+    ``backbone`` (``vgg19``, ``vgg19_bn`` or ``vgg19_gn``) apply to ``vgg19`` only (the detector's backbone
+    settings). ``train_mean``/``train_std``:
     the training images' grey-level statistics, used unless ImageNet weights were loaded. The model's
     ``init`` says which (``"imagenet"`` or ``"random"``)."""
     if arch == "vgg19":
-        features, init = vgg19_features(width=width, batch_norm=batch_norm, pretrained=pretrained)
+        features, init = vgg19_features(width=width, backbone=backbone, pretrained=pretrained)
         network: nn.Module = _VGGClassifier(features, classes)
     elif arch in _TORCHVISION:
         network, init = _torchvision_network(arch, pretrained, classes)

@@ -70,20 +70,42 @@ def scaled(channels: int, width: float, minimum: int = 8) -> int:
     return max(minimum, int(round(channels * width)))
 
 
-def vgg19_features(width: float = 1.0, batch_norm: bool = False, pretrained: bool = False) -> tuple[nn.Sequential, str]:
+#: The backbones ``model.backbone`` names: plain VGG-19 (the paper's), with batch norm after every convolution,
+#: or with group norm there (statistics per image, so independent of the batch size; no ImageNet weights).
+BACKBONES = ("vgg19", "vgg19_bn", "vgg19_gn")
+
+
+def group_norm_groups(channels: int) -> int:
+    """Groups of the group norm after a convolution with ``channels`` outputs: 32 (Wu & He's default) where
+    there are at least 4 channels a group, else ``channels // 4`` (never below 1), so the narrow
+    quick-profile layers (8-64 channels) keep 4 or more channels in each group."""
+    return max(1, min(32, channels // 4))
+
+
+def vgg19_features(width: float = 1.0, backbone: str = "vgg19", pretrained: bool = False) -> tuple[nn.Sequential, str]:
     """VGG-19's convolutional part without its last max-pool: 16 layers of equation (5), one map of
-    ``512·width`` channels at stride 16. Returns ``(features, init)`` where ``init`` is ``"imagenet"`` when
+    ``512·width`` channels at stride 16. ``backbone`` (one of :data:`BACKBONES`) chooses the normalisation
+    after each convolution: none (``vgg19``), batch norm (``vgg19_bn``) or group norm (``vgg19_gn``, see
+    :func:`group_norm_groups`). Returns ``(features, init)`` where ``init`` is ``"imagenet"`` when
     ImageNet weights were loaded and ``"random"`` otherwise.
 
     ImageNet weights exist only for width 1. They are taken from torchvision's cache
     (``$TORCH_HOME/hub/checkpoints``) or downloaded; when neither works, a warning says so and how to fix it,
     and the backbone starts from random initialisation.
     """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
     cfg = [v if v == "M" else scaled(v, width) for v in VGG_CONFIGS["E"]]
-    features = make_layers(cfg, batch_norm=batch_norm)
+    batch_norm = backbone == "vgg19_bn"
+    features = make_layers(cfg, batch_norm=backbone != "vgg19")
+    if backbone == "vgg19_gn":
+        features = nn.Sequential(*(nn.GroupNorm(group_norm_groups(m.num_features), m.num_features)
+                                   if isinstance(m, nn.BatchNorm2d) else m for m in features.children()))
     init = "random"
     if pretrained:
-        if width != 1:
+        if backbone == "vgg19_gn":
+            warnings.warn("no ImageNet weights exist for VGG-19 with group norm: random initialisation", stacklevel=2)
+        elif width != 1:
             warnings.warn(f"ImageNet weights exist only for width 1, not {width:g}: random initialisation", stacklevel=2)
         else:
             weights = VGG19_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG19_Weights.IMAGENET1K_V1
@@ -276,7 +298,7 @@ def build_model(settings: ModelSettings, image_size: int, image_mean: Sequence[f
     weights expect. The choice is stored on the
     model as ``model.normalisation``; ``model.init`` says ``"imagenet"`` or ``"random"``.
     """
-    features, init = vgg19_features(settings.width, settings.backbone == "vgg19_bn", settings.pretrained)
+    features, init = vgg19_features(settings.width, settings.backbone, settings.pretrained)
     backbone = VGGBackbone(features, channels_last=settings.channels_last)
     channels = backbone.out_channels
     num_classes = len(CLASSES)

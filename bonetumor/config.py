@@ -108,6 +108,12 @@ class TrainSettings(_Strict):
     grad_clip: float | None = 10.0
     num_workers: int = Field(0, ge=0)
     augment: bool = True
+    #: ``standard``: flip, ±10° rotation, scale 0.9-1.1, 5 % shift, brightness/contrast ±0.2; ``strong``: ±20°,
+    #: scale 0.7-1.4, 10 % shift, brightness/contrast ±0.4 (:data:`bonetumor.data.dataset.AUGMENT_STRENGTHS`).
+    augment_strength: Literal["standard", "strong"] = "standard"
+    #: Draw training images (with replacement, as many per epoch as there are) so that normal, benign and
+    #: malignant images come equally often (:func:`bonetumor.data.dataset.class_balanced_sampler`); one process only.
+    balanced_sampling: bool = False
     #: Train on square crops of this many pixels (at ``data.image_size``, not resized) instead of whole
     #: images: a tumour image's crop holds one of its lesions, chosen at random, at a random place in the
     #: crop; a normal image's crop lies anywhere (:class:`bonetumor.data.dataset.LesionCentredCrop`).
@@ -123,7 +129,8 @@ class TrainSettings(_Strict):
 #: Settings added after runs were already named by their fingerprint: left out of it while at their default.
 _FINGERPRINT_AT_DEFAULT_OMITTED = {"model": ("channels_last", "separable_roi_align", "rpn_batch_size_per_image",
                                              "rpn_objectness_loss", "lesion_map_weight"),
-                                   "train": ("cpu_bf16", "crop_size"), "data": ("preprocess", "phantom_version")}
+                                   "train": ("cpu_bf16", "crop_size", "augment_strength", "balanced_sampling"),
+                                   "data": ("preprocess", "phantom_version")}
 
 
 class EvalSettings(_Strict):

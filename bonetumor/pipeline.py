@@ -119,13 +119,14 @@ def normalisation(records: list[dict]) -> tuple[list[float], list[float]]:
 def training_data(settings: Settings, prepared: Prepared | None = None, progress: bool = True):
     """``(train_dataset, val_dataset or None, image_mean, image_std)`` for :func:`bonetumor.engine.train`;
     ``progress``: bars while the data is written, resized or preprocessed (none for ``--no-progress``)."""
-    from bonetumor.data.dataset import BoneTumourDataset, LesionCentredCrop
+    from bonetumor.data.dataset import AUGMENT_STRENGTHS, BoneTumourDataset, LesionCentredCrop, PairedAugment
 
     prepared = prepared or prepare(settings, progress=progress)
     train_records, val_records = prepared.split("train"), prepared.splits["val"]
     mean, std = normalisation(train_records)
     crop = LesionCentredCrop(settings.train.crop_size) if settings.train.crop_size else None
-    train_set = BoneTumourDataset(train_records, train=True, augment=settings.train.augment, crop=crop)
+    augment = PairedAugment(**AUGMENT_STRENGTHS[settings.train.augment_strength]) if settings.train.augment else False
+    train_set = BoneTumourDataset(train_records, train=True, augment=augment, crop=crop)
     val_set = BoneTumourDataset(val_records, train=False) if val_records else None
     return train_set, val_set, mean, std
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from bonetumor.data.dataset import (BoneTumourDataset, LesionCentredCrop, PairedAugment, boxes_from_masks,
-                                    collate_fn, seed_worker)
+from bonetumor.data.dataset import (AUGMENT_STRENGTHS, BoneTumourDataset, LesionCentredCrop, PairedAugment,
+                                    boxes_from_masks, class_balanced_sampler, collate_fn, seed_worker)
 
 H, W = 80, 96
 
@@ -259,3 +259,34 @@ def test_crop_keeps_small_sides_whole(records):
     image, target = BoneTumourDataset(records, augment=False, crop=LesionCentredCrop(1000))[0]
     assert image.shape == (3, H, W)
     assert torch.equal(target["masks"], BoneTumourDataset(records)[0][1]["masks"])
+
+
+def test_class_balanced_sampler_draws_each_class_equally_often():
+    records = [{"label": "normal"}] * 8 + [{"label": "benign"}] * 3 + [{"label": "malignant"}]
+    sampler = class_balanced_sampler(records, torch.Generator().manual_seed(0))
+    assert len(sampler) == 12 and sampler.replacement
+    drawn = [records[i]["label"] for _ in range(500) for i in sampler]
+    shares = {label: drawn.count(label) / len(drawn) for label in ("normal", "benign", "malignant")}
+    assert all(abs(share - 1 / 3) < 0.02 for share in shares.values()), shares
+    again = class_balanced_sampler(records, torch.Generator().manual_seed(0))
+    assert list(again) == list(class_balanced_sampler(records, torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="at least one"):
+        class_balanced_sampler([])
+
+
+def test_strong_augmentation_widens_the_standard_ranges(records):
+    from bonetumor import config, pipeline
+
+    standard, strong = PairedAugment(), PairedAugment(**AUGMENT_STRENGTHS["strong"])
+    affine = {name: aug.geometric.transforms[1] for name, aug in (("standard", standard), ("strong", strong))}
+    assert affine["standard"].degrees == [-10.0, 10.0] and affine["strong"].degrees == [-20.0, 20.0]
+    assert affine["standard"].scale == (0.9, 1.1) and affine["strong"].scale == (0.7, 1.4)
+    assert strong.photometric.brightness == (0.6, 1.4) and standard.photometric.brightness == (0.8, 1.2)
+    # the setting reaches the training set through pipeline.training_data
+    settings = config.Settings.model_validate({"profile": "test", "train": {"augment_strength": "strong"}})
+    prepared = pipeline.Prepared(root=None, records=records, problems=[], duplicates=[],
+                                 splits={"train": records, "val": []})
+    train_set, _, _, _ = pipeline.training_data(settings, prepared, progress=False)
+    assert train_set.augment.geometric.transforms[1].scale == (0.7, 1.4)
+    image, target = train_set[1]
+    _check_contract(image, target, len(target["labels"]))

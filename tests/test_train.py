@@ -443,3 +443,29 @@ def test_a_stalled_training_is_named_in_plain_words():
     assert "(best 0.0130)" in stall_warning([{"epoch": 1, "val_ap50": 0.0002}, {"epoch": 2, "val_ap50": 0.013}])
     assert stall_warning([{"epoch": 1, "val_ap50": 0.0}, {"epoch": 2, "val_ap50": 0.05}]) is None
     assert stall_warning([{"epoch": 1, "loss_total": 1.0}]) is None  # no validation: nothing to judge
+
+
+def test_balanced_sampling_draws_through_a_class_weighted_sampler(tmp_path, monkeypatch):
+    """``train.balanced_sampling``: the training loader draws through :func:`class_balanced_sampler` (from the
+    loader's saved generator), over the dataset's records, and the run completes."""
+    from torch.utils.data import WeightedRandomSampler
+
+    from bonetumor.engine import trainer
+
+    samplers = []
+    real = trainer._start_session
+
+    def spy(*args, **kwargs):
+        session = real(*args, **kwargs)
+        samplers.append(session.train_loader.sampler)
+        return session
+
+    monkeypatch.setattr(trainer, "_start_session", spy)
+    data = Ellipses(6)
+    data.records = [{"label": "normal" if not len(t["labels"]) else "benign"} for _, t in data.items]
+    run(tmp_path, "balanced", settings=tiny_settings(epochs=1, balanced_sampling=True), train_set=data, val_set=None)
+    run(tmp_path, "plain", settings=tiny_settings(epochs=1), train_set=Ellipses(6), val_set=None)
+    assert isinstance(samplers[0], WeightedRandomSampler) and samplers[0].num_samples == 6
+    # 4 lesion images, 2 normal: weights 1/4 and 1/2, so both classes weigh 1 in all
+    assert sorted(samplers[0].weights.tolist()) == [0.25] * 4 + [0.5] * 2
+    assert not isinstance(samplers[1], WeightedRandomSampler)

@@ -18,10 +18,12 @@ Pixels are read in ``__getitem__`` (PIL), so a DataLoader with ``num_workers > 0
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import WeightedRandomSampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -62,6 +64,25 @@ def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
         if len(xs):
             out[k] = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
     return out
+
+
+#: Keyword arguments of :class:`PairedAugment` for each ``train.augment_strength``.
+AUGMENT_STRENGTHS = {
+    "standard": {},
+    "strong": {"degrees": 20.0, "scale": (0.7, 1.4), "translate": (0.1, 0.1), "brightness": 0.4, "contrast": 0.4},
+}
+
+
+def class_balanced_sampler(records: Sequence[dict], generator: torch.Generator | None = None) -> WeightedRandomSampler:
+    """Draws ``len(records)`` training images a pass, with replacement, each with weight ``1 / (images of its
+    class)`` (``record["label"]``: normal, benign, malignant), so every class present comes equally often —
+    the rare malignant images several times an epoch, the common ones not every epoch."""
+    labels = [r["label"] for r in records]
+    if not labels:
+        raise ValueError("class-balanced sampling needs at least one training image")
+    counts = Counter(labels)
+    weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
+    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
 
 
 class PairedAugment:

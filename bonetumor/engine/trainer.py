@@ -30,6 +30,7 @@ from bonetumor.config import Settings
 from bonetumor.engine import distributed
 from bonetumor.engine import progress as report
 from bonetumor.engine import run_files
+from bonetumor.data.dataset import class_balanced_sampler
 from bonetumor.devices import device_for
 from bonetumor.engine.determinism import deterministic_algorithms, isolated_rng, rng_state, seed_everything
 from bonetumor.engine.distributed import World
@@ -179,9 +180,15 @@ def _start_session(settings: Settings, paths: dict[str, Path], device: torch.dev
     model = distributed.unwrap(trained)
     amp = autocast_wanted(settings, device)
     loader_generator = torch.Generator().manual_seed(settings.seed)
+    if settings.train.balanced_sampling:
+        if world.distributed:
+            raise ValueError("train.balanced_sampling works in one process only; train without --nproc/torchrun "
+                             "or set train.balanced_sampling=false")
+        sampler = class_balanced_sampler(train_dataset.records, loader_generator)
+    else:
+        sampler = distributed.training_sampler(train_dataset, world, settings.seed)
     train_loader = make_loader(train_dataset, settings.train.batch_size, True, settings.train.num_workers,
-                               device, loader_generator, distributed.training_sampler(train_dataset, world,
-                                                                                      settings.seed))
+                               device, loader_generator, sampler)
     val_loader = (make_loader(val_dataset, settings.train.batch_size, False, settings.train.num_workers, device,
                               torch.Generator().manual_seed(settings.seed + VAL_SEED_OFFSET))
                   if val_dataset is not None and world.is_main else None)

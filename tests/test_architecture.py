@@ -7,6 +7,7 @@ import torch
 
 from bonetumor import architecture, cli, config
 from bonetumor.modeling import vgg_maskrcnn
+from bonetumor.modeling.roi_ops import RoIMaxPool
 from bonetumor.modeling.vgg_maskrcnn import build_model, parameter_count
 
 
@@ -62,12 +63,12 @@ def test_detector_trains_and_predicts(roi_op):
         out = model(images)
     assert out[0]["masks"].shape[-2:] == (96, 80) and out[1]["masks"].shape[-2:] == (72, 96)
     pool = model.roi_heads.box_roi_pool
-    assert isinstance(pool, vgg_maskrcnn.RoIMaxPool) == (roi_op == "pool")
+    assert isinstance(pool, RoIMaxPool) == (roi_op == "pool")
 
 
 def test_roi_max_pool_is_max_pooling():
     features = {"0": torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8)}
-    pool = vgg_maskrcnn.RoIMaxPool(output_size=2, spatial_scale=1.0)
+    pool = RoIMaxPool(output_size=2, spatial_scale=1.0)
     out = pool(features, [torch.tensor([[0.0, 0.0, 7.0, 7.0]])], [(8, 8)])
     assert out.flatten().tolist() == [27.0, 31.0, 59.0, 63.0]
 

@@ -12,7 +12,8 @@ from torchvision.ops import roi_align
 from bonetumor import benchmark, cli, config
 from bonetumor.benchmark.workload import copy_weights
 from bonetumor.modeling import vgg_maskrcnn
-from bonetumor.modeling.vgg_maskrcnn import build_model, separable_roi_align
+from bonetumor.modeling.roi_ops import separable_roi_align
+from bonetumor.modeling.vgg_maskrcnn import build_model
 
 TINY = ["--repeats", "1", "--warmup", "0", "--iters", "1", "--infer-batch", "2", "--set", "data.image_size=96"]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
 from bonetumor import cli, paper
@@ -56,6 +57,7 @@ def test_successful_run_writes_copies_and_provenance(notebooks, tmp_path, capsys
     assert provenance["notebooks"] == [{"name": "01_ok", "seconds": results[0].seconds}]
     assert {"commit", "dirty"} <= set(provenance["code"])
     assert provenance["packages"]["torch"] and provenance["device"]["cpu"]
+    assert provenance["device"]["cpu_instruction_sets"]["torch"] == torch.backends.cpu.get_cpu_capability()
     assert provenance["data"]["synthetic"] is True and provenance["seeds"] == {"seed": 0}
     out = capsys.readouterr().out
     assert "[1/1] 01_ok ... ok" in out and out.count("\n") == 2  # one line per notebook, plus the header

@@ -35,10 +35,26 @@ def package_versions() -> dict[str, str | None]:
 def device() -> dict:
     import torch
 
-    info = {"cpu": _cpu_model(), "cpu_count": __import__("os").cpu_count(), "cuda": torch.cuda.is_available()}
+    info = {"cpu": _cpu_model(), "cpu_count": __import__("os").cpu_count(),
+            "cpu_instruction_sets": cpu_instruction_sets(), "cuda": torch.cuda.is_available()}
     if info["cuda"]:
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def cpu_instruction_sets() -> dict[str, object]:
+    """The vector instruction sets torch's and NumPy's kernels dispatch to on this CPU. Two hosts that differ
+    here compute different last bits (NumPy's AVX-512 maths already change a few of the phantom's pixels
+    and polygons), so reports are byte-identical only between hosts that agree here; the CPU's model
+    name does not tell them apart."""
+    import torch
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+        numpy_simd = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+    except ImportError:  # private to NumPy: left unrecorded rather than guessed
+        numpy_simd = None
+    return {"torch": torch.backends.cpu.get_cpu_capability(), "numpy": numpy_simd}
 
 
 def _cpu_model() -> str:

@@ -66,6 +66,7 @@ def ensure_classifier(settings: Settings, arch: str, prepared: pipeline.Prepared
     ``progress(epoch, row)``: called after each epoch."""
     from bonetumor.devices import device_for
     from bonetumor.engine.classifier import ClassifierRecipe, train_classifier
+    from bonetumor.engine.determinism import seed_everything
 
     prepared = prepared or pipeline.prepare(settings, progress=False)
     folder = paths.run_dir(run_name(settings, arch))
@@ -76,6 +77,7 @@ def ensure_classifier(settings: Settings, arch: str, prepared: pipeline.Prepared
     c = settings.comparators
     recipe = ClassifierRecipe(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
                               seed=settings.seed)
+    seed_everything(settings.seed)  # the random initialisation belongs to the run, not to what ran before it
     model = _model(settings, arch, prepared.split("train"))
     train_classifier(model, train_set, val_set, folder, recipe, device=device_for(device), progress=progress,
                      record={"arch": arch, "settings": settings.tag(), "image_size": image_size(settings),

@@ -130,3 +130,16 @@ def test_comparator_is_trained_once_and_scored_on_the_detectors_test_split(tiny,
     assert baselines.classifier_metrics(settings, "vgg19", prepared) == result
     other = settings.model_copy(update={"comparators": settings.comparators.model_copy(update={"epochs": 3})})
     assert baselines.run_name(other, "vgg19") != folder.name
+
+
+def test_comparator_weights_do_not_depend_on_what_drew_random_numbers_before(tiny, tmp_path, monkeypatch):
+    settings, prepared = tiny
+    weights = []
+    for draws in (0, 7):
+        monkeypatch.setattr(paths, "RUNS", tmp_path / str(draws))
+        torch.manual_seed(1234)
+        torch.rand(draws)  # a notebook kernel's earlier cells draw however many numbers they draw
+        folder = baselines.ensure_classifier(settings, "vgg19", prepared)
+        weights.append(torch.load(folder / "best.pt", weights_only=True)["model"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

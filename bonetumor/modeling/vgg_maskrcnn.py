@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import typing
 import warnings
 from collections import OrderedDict
 from typing import Sequence
@@ -68,9 +69,9 @@ def scaled(channels: int, width: float, minimum: int = 8) -> int:
     return max(minimum, int(round(channels * width)))
 
 
-#: The backbones ``model.backbone`` names: plain VGG-19 (the paper's), with batch norm after every convolution,
-#: or with group norm there (statistics per image, so independent of the batch size; no ImageNet weights).
-BACKBONES = ("vgg19", "vgg19_bn", "vgg19_gn")
+#: The backbones ``model.backbone`` names (the config's one list): plain VGG-19 (the paper's), with batch norm
+#: after every convolution, or with group norm there (per-image statistics, so independent of the batch size).
+BACKBONES = typing.get_args(ModelSettings.model_fields["backbone"].annotation)
 
 
 def group_norm_groups(channels: int) -> int:
@@ -94,7 +95,6 @@ def vgg19_features(width: float = 1.0, backbone: str = "vgg19", pretrained: bool
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
     cfg = [v if v == "M" else scaled(v, width) for v in VGG_CONFIGS["E"]]
-    batch_norm = backbone == "vgg19_bn"
     features = make_layers(cfg, batch_norm=backbone != "vgg19")
     if backbone == "vgg19_gn":
         features = nn.Sequential(*(nn.GroupNorm(group_norm_groups(m.num_features), m.num_features)
@@ -106,12 +106,12 @@ def vgg19_features(width: float = 1.0, backbone: str = "vgg19", pretrained: bool
         elif width != 1:
             warnings.warn(f"ImageNet weights exist only for width 1, not {width:g}: random initialisation", stacklevel=2)
         else:
-            weights = VGG19_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG19_Weights.IMAGENET1K_V1
+            weights = VGG19_BN_Weights.IMAGENET1K_V1 if backbone == "vgg19_bn" else VGG19_Weights.IMAGENET1K_V1
             try:
                 state = weights.get_state_dict(progress=True)
             except Exception as exc:  # no network, proxy, corrupt cache: all mean "not available here"
                 warnings.warn(
-                    f"ImageNet weights for {'vgg19_bn' if batch_norm else 'vgg19'} are not available ({exc}); "
+                    f"ImageNet weights for {backbone} are not available ({exc}); "
                     f"starting from random initialisation. To use them offline, put {weights.url.rsplit('/', 1)[-1]} "
                     "in $TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints).", stacklevel=2)
             else:
